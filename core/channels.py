@@ -1,0 +1,133 @@
+"""The Channel contract: what a platform adapter implements so the dispatcher can deliver.
+
+A Channel sends one rendered signal to one destination. It does not retry, sleep
+or queue: the dispatcher owns retries, backoff, expiry and rate limiting, so a
+Channel only has to
+
+* say which rate limits apply to a destination (:meth:`Channel.limits_for`),
+* send once (:meth:`Channel.send`), and
+* classify a failure by raising one of the :class:`DeliveryError` subclasses below.
+
+Any other exception from ``send`` is treated as :class:`TransientError`.
+
+Destinations are opaque strings chosen by the platform adapter (a Telegram chat
+id, ``dm:<user id>`` or ``channel:<id>`` on Discord, ...). ``platform`` names the
+channel in subscriptions and deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from core.signals import Signal
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``max_calls`` sends per ``period`` seconds within ``scope``.
+
+    ``scope`` is a key shared by every destination that the limit covers:
+    ``"global"`` for a per-bot limit, ``"chat:42"`` for a per-chat one.
+    """
+
+    scope: str
+    max_calls: int
+    period: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One delivery to perform: a signal for a subscription's destination."""
+
+    delivery_id: int
+    subscription_id: int
+    destination: str
+    signal: Signal
+
+
+class DeliveryError(Exception):
+    """Base class for classified send failures."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(DeliveryError):
+    """Rate limited by the platform: nothing in ``scope`` may be sent for ``retry_after`` s.
+
+    ``scope`` is a :class:`RateLimit` scope key (``"global"`` blocks the whole
+    channel; ``"chat:42"`` only that chat). Not counted as a failed attempt.
+    """
+
+    def __init__(self, retry_after: float, scope: str = "global", reason: str = "") -> None:
+        super().__init__(reason or f"rate limited for {retry_after:g}s ({scope})")
+        self.retry_after = max(0.0, float(retry_after))
+        self.scope = scope
+
+
+class TransientError(DeliveryError):
+    """Network error, 5xx, timeout: retry with backoff."""
+
+
+class DestinationGone(DeliveryError):
+    """The destination no longer exists or blocked the bot: deactivate the subscription."""
+
+
+class DestinationMoved(DeliveryError):
+    """The destination has a new id (a Telegram group became a supergroup): move and resend."""
+
+    def __init__(self, new_destination: str, reason: str = "") -> None:
+        super().__init__(reason or f"moved to {new_destination}")
+        self.new_destination = new_destination
+
+
+class PermanentError(DeliveryError):
+    """This message can never be delivered (e.g. rejected payload): give up on it."""
+
+
+class Channel(ABC):
+    """A delivery channel for one platform."""
+
+    platform: ClassVar[str]
+
+    @abstractmethod
+    def limits_for(self, destination: str) -> Sequence[RateLimit]:
+        """The rate limits a send to ``destination`` must respect, broadest first."""
+
+    @abstractmethod
+    async def send(self, alert: Alert) -> None:
+        """Deliver once or raise a :class:`DeliveryError` subclass."""
+
+
+class ConsoleChannel(Channel):
+    """Writes alerts to the log: the embedded default shows deliveries with no chat platform."""
+
+    platform: ClassVar[str] = "console"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("catalyst.console")
+
+    def limits_for(self, destination: str) -> Sequence[RateLimit]:
+        return (RateLimit("global", 50, 1.0),)
+
+    async def send(self, alert: Alert) -> None:
+        s = alert.signal
+        price = f" @ ${s.price:g}" if s.price is not None else ""
+        rvol = f" rvol {s.rvol:g}" if s.rvol is not None else ""
+        self._log.info(
+            "ALERT -> %s | %s %s %s %.0f%%%s%s | %s [%s]",
+            alert.destination,
+            s.signal_type.value,
+            s.ticker,
+            s.catalyst_type,
+            s.confidence * 100,
+            price,
+            rvol,
+            s.headline or "",
+            s.signal_id,
+        )

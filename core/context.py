@@ -1,0 +1,26 @@
+"""HubContext: the objects every front needs, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.auth import AuthService
+from core.bus import LiveBus
+from core.dispatcher import Dispatcher
+from core.metrics import Metrics
+from core.publisher import Publisher
+from core.services import HubServices
+from core.settings import Settings
+from storage.database import Database
+
+
+@dataclass
+class HubContext:
+    settings: Settings
+    db: Database
+    services: HubServices
+    auth: AuthService
+    publisher: Publisher
+    dispatcher: Dispatcher
+    bus: LiveBus
+    metrics: Metrics

@@ -1,0 +1,44 @@
+"""Platform-neutral services that every front (chat bots, REST, WebSocket, CLI) calls.
+
+Fronts turn their inputs into these calls and show ``str(error)`` of any
+:class:`~core.errors.HubError` to the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.services.accounts import AccountService, UserRef
+from core.services.feedback import FeedbackService, OutcomeInfo, UserStats
+from core.services.signals import SignalService
+from core.services.subscriptions import SubscriptionInfo, SubscriptionService
+from storage.database import Database
+
+__all__ = [
+    "AccountService",
+    "FeedbackService",
+    "HubServices",
+    "OutcomeInfo",
+    "SignalService",
+    "SubscriptionInfo",
+    "SubscriptionService",
+    "UserRef",
+    "UserStats",
+]
+
+
+@dataclass(frozen=True)
+class HubServices:
+    accounts: AccountService
+    subscriptions: SubscriptionService
+    feedback: FeedbackService
+    signals: SignalService
+
+    @classmethod
+    def build(cls, db: Database) -> HubServices:
+        return cls(
+            accounts=AccountService(db),
+            subscriptions=SubscriptionService(db),
+            feedback=FeedbackService(db),
+            signals=SignalService(db),
+        )

@@ -1,0 +1,87 @@
+"""Reading stored signals: by id, recent ones, pages for a filter or a replay cursor."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.errors import InvalidInput, NotFound
+from core.filters import SignalFilter
+from core.signals import Signal
+from storage.database import Database
+from storage.repositories import outcomes as outcomes_repo
+from storage.repositories import signals as repo
+
+MAX_SCAN = 2000
+
+
+class SignalService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, signal_id: str) -> Signal:
+        async with self._db.session() as session:
+            signal = await repo.get_signal(signal_id, session=session)
+        if signal is None:
+            raise NotFound(f"no signal with id {signal_id[:128]!r}")
+        return signal
+
+    async def query(
+        self,
+        *,
+        limit: int = 50,
+        flt: SignalFilter | None = None,
+        since: datetime | None = None,
+        ticker: str | None = None,
+        after_seq: int | None = None,
+        ascending: bool = False,
+    ) -> list[Signal]:
+        """Up to ``limit`` signals matching ``flt``, newest first (or oldest first from
+        ``after_seq`` when ``ascending``). Scans at most MAX_SCAN stored signals."""
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1", field="limit")
+        matcher = flt.compile() if flt is not None and not flt.is_empty() else None
+        out: list[Signal] = []
+        cursor = after_seq
+        upper: int | None = None
+        scanned = 0
+        page = max(limit, 100)
+        async with self._db.session() as session:
+            while len(out) < limit and scanned < MAX_SCAN:
+                batch = await repo.list_signals(
+                    session=session,
+                    limit=page,
+                    since=since,
+                    ticker=ticker,
+                    after_seq=cursor if ascending else after_seq,
+                    ascending=ascending,
+                    before_seq=None if ascending else upper,
+                )
+                if not batch:
+                    break
+                scanned += len(batch)
+                for signal in batch:
+                    if matcher is None or matcher(signal):
+                        out.append(signal)
+                        if len(out) >= limit:
+                            break
+                last = batch[-1].seq
+                if ascending:
+                    cursor = last
+                else:
+                    upper = last
+                if len(batch) < page:
+                    break
+        return out
+
+    async def recent(self, limit: int = 5, flt: SignalFilter | None = None) -> list[Signal]:
+        return await self.query(limit=limit, flt=flt)
+
+    async def recent_for_user(self, user_id: int, limit: int = 25) -> list[tuple[str, str]]:
+        """(signal_id, ticker) of the newest signals delivered to the user, for autocomplete."""
+        async with self._db.session() as session:
+            rows = await outcomes_repo.recent_delivered_signal_ids(user_id, limit, session=session)
+        return [(sid, ticker) for sid, ticker, _ts in rows]
+
+    async def latest_seq(self) -> int:
+        async with self._db.session() as session:
+            return await repo.latest_seq(session=session)

@@ -1,0 +1,252 @@
+"""One validated settings object for the whole hub.
+
+Values come from, highest priority first:
+
+1. environment variables with the ``CATALYST_`` prefix and ``__`` for nesting
+   (``CATALYST_DATABASE__URL``, ``CATALYST_TELEGRAM__TOKEN``);
+2. a TOML file (``--config PATH``, else ``./config.toml`` when present);
+3. the defaults below, which are the embedded defaults: SQLite in ``./catalyst.db``,
+   the demo source, the console channel, the API on 127.0.0.1:8000.
+
+``config.example.toml`` documents every key. :func:`load_settings` turns any bad
+value into a :class:`~core.errors.ConfigError` whose message names the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+
+#: JWT secrets that are obviously not secret; refused outside development.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "secret", "changeme", "change-me", "change_me", "dev", "development", "placeholder"}
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///./catalyst.db"
+    echo: bool = False
+    #: Apply migrations on start. Always done for the embedded SQLite default.
+    auto_migrate: bool = True
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        elif value.startswith(("postgres://", "postgresql://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class JsonlSourceSettings(_Section):
+    #: Catalyst-Bot's accepted items file.
+    path: str = "data/accepted_items.jsonl"
+    #: Most lines read per run.
+    max_items_per_run: int = Field(default=500, ge=1)
+
+
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    #: The Catalyst job's source: "demo", "jsonl", or a "module:callable" path.
+    source: str = "demo"
+    interval_seconds: float = Field(default=30.0, gt=0)
+    misfire_grace_seconds: float = Field(default=300.0, gt=0)
+    #: Demo source: signals per run.
+    demo_batch: int = Field(default=3, ge=1, le=50)
+    jsonl: JsonlSourceSettings = JsonlSourceSettings()
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("demo", "jsonl"):
+            return value
+        module, sep, attr = value.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError('must be "demo", "jsonl" or a "module:callable" path')
+        return value
+
+
+class DispatcherSettings(_Section):
+    enabled: bool = True
+    #: Deliveries older than this expire instead of being sent (news goes stale).
+    ttl_seconds: float = Field(default=900.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Deliveries claimed per round, per channel.
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    #: How long a claim is held; a crashed worker's claims are retaken after this.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: How often to look for due work when nothing wakes the dispatcher.
+    poll_seconds: float = Field(default=1.0, gt=0)
+    #: Sends in flight at once per channel.
+    concurrency: int = Field(default=64, ge=1, le=1000)
+
+
+class ConsoleSettings(_Section):
+    enabled: bool = True
+    #: Subscribe a "console" destination (empty filter) on start, so deliveries show.
+    auto_subscribe: bool = True
+
+
+class ApiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Seconds between WebSocket heartbeats, and of silence before closing (4000).
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Largest WebSocket frame accepted from a client, in bytes.
+    max_message_bytes: int = Field(default=65536, ge=256)
+    #: Messages queued for one WebSocket client before it is dropped as too slow.
+    client_queue_size: int = Field(default=1000, ge=1)
+
+
+class AuthSettings(_Section):
+    #: HS256 secret for JWTs. Must be set (32+ characters) outside development.
+    jwt_secret: SecretStr = SecretStr("")
+    token_ttl_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+
+
+class LimitsSettings(_Section):
+    max_connections_per_ip: int = Field(default=300, ge=1)
+    max_messages_per_client_per_sec: int = Field(default=8, ge=1)
+    rest_requests_per_minute: int = Field(default=600, ge=1)
+
+
+class TelegramSettings(_Section):
+    enabled: bool = False
+    token: SecretStr = SecretStr("")
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
+    secret_token: SecretStr = SecretStr("")
+    admin_user_ids: list[int] = Field(default_factory=list)
+
+
+class DiscordSettings(_Section):
+    enabled: bool = False
+    token: SecretStr = SecretStr("")
+    guild_ids: list[int] = Field(default_factory=list)
+    admin_user_ids: list[int] = Field(default_factory=list)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """Everything the hub reads from configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CATALYST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    #: "development" allows a generated JWT secret; "production" refuses placeholders.
+    env: Literal["development", "production"] = "development"
+    database: DatabaseSettings = DatabaseSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables override the values passed in (the TOML file's).
+        return (env_settings, init_settings)
+
+    def check_secrets(self) -> None:
+        """Refuse placeholder secrets in production."""
+        if self.env == "production":
+            secret = self.auth.jwt_secret.get_secret_value()
+            if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ConfigError(
+                    "auth.jwt_secret: production needs a random secret of at least 32 "
+                    "characters (set CATALYST_AUTH__JWT_SECRET)"
+                )
+        if self.telegram.enabled and not self.telegram.token.get_secret_value():
+            raise ConfigError("telegram.token: required when telegram.enabled is true")
+        if self.telegram.enabled and self.telegram.mode == "webhook":
+            if not self.telegram.webhook_url:
+                raise ConfigError("telegram.webhook_url: required in webhook mode")
+            if not self.telegram.secret_token.get_secret_value():
+                raise ConfigError("telegram.secret_token: required in webhook mode")
+        if self.discord.enabled and not self.discord.token.get_secret_value():
+            raise ConfigError("discord.token: required when discord.enabled is true")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database.url.startswith("sqlite")
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate.
+
+    ``config_path`` None means ``./config.toml`` when it exists. ``overrides`` are
+    merged over the file's top-level sections (used by tests and the CLI).
+    """
+    data: dict[str, Any] = {}
+    path = Path(config_path) if config_path is not None else Path("config.toml")
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.__class__.__name__}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    elif config_path is not None:
+        raise ConfigError(f"config file {path} does not exist")
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    settings.check_secrets()
+    return settings

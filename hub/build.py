@@ -1,0 +1,62 @@
+"""Build a HubContext from Settings. Nothing here starts tasks or listens on ports."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from core.auth import AuthService
+from core.bus import LiveBus
+from core.context import HubContext
+from core.dispatcher import Dispatcher
+from core.metrics import Metrics
+from core.publisher import Publisher
+from core.services import HubServices
+from core.settings import Settings
+from storage.database import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+def jwt_secret_for(settings: Settings) -> str:
+    """The configured secret; in development an unset one becomes a per-process random one."""
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if not secret:
+        if settings.env == "production":  # pragma: no cover - check_secrets refuses this first
+            raise RuntimeError("auth.jwt_secret is required in production")
+        log.warning(
+            "auth.jwt_secret is not set: using a random secret for this process "
+            "(tokens stop working on restart); set one for real use"
+        )
+        return secrets.token_urlsafe(48)
+    return secret
+
+
+def build_context(settings: Settings) -> HubContext:
+    db = Database(
+        settings.database.url,
+        echo=settings.database.echo,
+        busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+    )
+    db.connect()
+    metrics = Metrics()
+    bus = LiveBus()
+    dispatcher = Dispatcher(db, settings.dispatcher, metrics=metrics)
+    publisher = Publisher(db, bus=bus, metrics=metrics, on_enqueued=dispatcher.wake)
+    return HubContext(
+        settings=settings,
+        db=db,
+        services=HubServices.build(db),
+        auth=AuthService(db, jwt_secret_for(settings), settings.auth.token_ttl_minutes),
+        publisher=publisher,
+        dispatcher=dispatcher,
+        bus=bus,
+        metrics=metrics,
+    )
+
+
+async def prepare_database(ctx: HubContext, *, force: bool = False) -> None:
+    """Migrate when asked to, and always for the embedded SQLite default."""
+    if force or ctx.settings.database.auto_migrate or ctx.db.is_sqlite:
+        await upgrade(ctx.db)

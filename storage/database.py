@@ -1,0 +1,106 @@
+"""Engine and session setup. Nothing connects until :meth:`Database.connect` is called."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+
+class Database:
+    """Owns the async engine and hands out sessions.
+
+    SQLite gets WAL mode, a busy timeout and foreign keys on every connection;
+    PostgreSQL uses asyncpg with a small pool.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self._echo = echo
+        self._busy_timeout_ms = busy_timeout_ms
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Database.connect() has not been called")
+        return self._engine
+
+    def connect(self) -> None:
+        if self._engine is not None:
+            return
+        kwargs: dict[str, Any] = {"echo": self._echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": self._busy_timeout_ms / 1000}
+            if ":memory:" in self.url or self.url.endswith("://"):
+                raise ValueError("use a file for SQLite; an in-memory database is per connection")
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            busy = self._busy_timeout_ms
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA busy_timeout={int(busy)}")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session; the caller commits."""
+        if self._sessions is None:
+            raise RuntimeError("Database.connect() has not been called")
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction, committed on success, rolled back on error."""
+        async with self.session() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        from sqlalchemy import text
+
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+
+
+def null_pool_engine(url: str) -> AsyncEngine:
+    """A throwaway engine for one-off work such as migrations."""
+    return create_async_engine(url, poolclass=NullPool)

@@ -1,0 +1,183 @@
+"""SQLModel tables. Schema changes go through an Alembic migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    EXPIRED = "expired"
+
+
+class Outcome(StrEnum):
+    WIN = "win"
+    LOSS = "loss"
+    BREAKEVEN = "breakeven"
+    SKIPPED = "skipped"
+
+
+class SignalRow(SQLModel, table=True):
+    __tablename__ = "signals"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    signal_id: str = Field(max_length=128, unique=True, index=True)
+    ticker: str = Field(max_length=16, index=True)
+    signal_type: str = Field(max_length=8)
+    confidence: float
+    catalyst_type: str = Field(max_length=32)
+    source: str = Field(max_length=64)
+    price: float | None = None
+    rvol: float | None = None
+    sector: str | None = Field(default=None, max_length=64)
+    headline: str | None = Field(default=None, max_length=500)
+    url: str | None = Field(default=None, max_length=2048)
+    timestamp: datetime = _ts(index=True)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    is_admin: bool = False
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Account(SQLModel, table=True):
+    """A platform identity (Telegram user, Discord user) belonging to a hub user."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (sa.UniqueConstraint("platform", "account_id", name="uq_account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    account_id: str = Field(max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    #: First characters of the key, shown in listings; never enough to use it.
+    prefix: str = Field(max_length=24)
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    scopes: str = Field(max_length=128)
+    created_at: datetime = _ts(default_factory=utcnow)
+    revoked_at: datetime | None = _ts(default=None)
+    last_used_at: datetime | None = _ts(default=None)
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "subscriptions"
+    __table_args__ = (sa.UniqueConstraint("platform", "destination", name="uq_destination"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    platform: str = Field(max_length=16)
+    destination: str = Field(max_length=128)
+    filter: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    active: bool = Field(default=True)
+    deactivated_reason: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow, index=True)
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per (signal, subscription)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("signal_seq", "subscription_id", name="uq_delivery"),
+        sa.Index("ix_deliveries_due", "platform", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_seq: int = Field(foreign_key="signals.seq")
+    subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
+    platform: str = Field(max_length=16)
+    status: str = Field(default=DeliveryStatus.PENDING.value, max_length=8)
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(default_factory=utcnow)
+    claimed_until: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class TradeOutcome(SQLModel, table=True):
+    __tablename__ = "trade_outcomes"
+    __table_args__ = (sa.UniqueConstraint("user_id", "signal_seq", name="uq_outcome"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    signal_seq: int = Field(foreign_key="signals.seq", index=True)
+    outcome: str = Field(max_length=16)
+    return_pct: float | None = None
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class LinkCode(SQLModel, table=True):
+    __tablename__ = "link_codes"
+
+    code: str = Field(primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    platform: str = Field(max_length=16)
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+    used_at: datetime | None = _ts(default=None)
+
+
+class SourceCursor(SQLModel, table=True):
+    """Where a source left off (the jsonl source's byte offset), across restarts."""
+
+    __tablename__ = "source_cursors"
+
+    name: str = Field(primary_key=True, max_length=255)
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    updated_at: datetime = _ts(default_factory=utcnow)

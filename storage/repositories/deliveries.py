@@ -1,0 +1,208 @@
+"""The delivery outbox: enqueue, claim, and record outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription
+from storage.repositories._dialect import dialect_name, insert_ignore
+
+_OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    subscription_id: int
+    signal_seq: int
+    attempts: int
+    created_at: datetime
+    destination: str
+    active: bool
+
+
+async def enqueue(
+    signal_seq: int,
+    targets: Sequence[tuple[int, str]],
+    now: datetime,
+    *,
+    session: AsyncSession,
+) -> int:
+    """One pending delivery per (subscription id, platform); duplicates are skipped."""
+    if not targets:
+        return 0
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    rows = [
+        {
+            "signal_seq": signal_seq,
+            "subscription_id": sub_id,
+            "platform": platform,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for sub_id, platform in targets
+    ]
+    stmt = insert_ignore(session, table, ["signal_seq", "subscription_id"])
+    total = 0
+    for start in range(0, len(rows), 5000):
+        result = await session.execute(stmt, rows[start : start + 5000])
+        total += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    return total
+
+
+async def claim_due(
+    platform: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    *,
+    session: AsyncSession,
+) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries for ``platform`` until ``lease_until``.
+
+    On PostgreSQL rows are locked with SKIP LOCKED so several workers never claim
+    the same delivery; SQLite serialises writers, which gives the same guarantee.
+    """
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    s = Subscription.__table__  # type: ignore[attr-defined]
+    due = (
+        select(d.c.id)
+        .where(
+            d.c.platform == platform,
+            d.c.status.in_(_OPEN),
+            d.c.next_attempt_at <= now,
+            or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+        )
+        .order_by(d.c.id)
+        .limit(limit)
+    )
+    if dialect_name(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed_ids = (
+        (
+            await session.execute(
+                update(d)
+                .where(d.c.id.in_(due.scalar_subquery()))
+                .values(claimed_until=lease_until)
+                .returning(d.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not claimed_ids:
+        return []
+    rows = await session.execute(
+        select(
+            d.c.id,
+            d.c.subscription_id,
+            d.c.signal_seq,
+            d.c.attempts,
+            d.c.created_at,
+            s.c.destination,
+            s.c.active,
+        )
+        .join(s, s.c.id == d.c.subscription_id)
+        .where(d.c.id.in_(claimed_ids))
+        .order_by(d.c.id)
+    )
+    return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows.all()]
+
+
+async def finish(
+    delivery_id: int,
+    status: DeliveryStatus,
+    *,
+    session: AsyncSession,
+    now: datetime,
+    error: str | None = None,
+    attempts_delta: int = 1,
+) -> None:
+    values: dict[str, object] = {
+        "status": status.value,
+        "claimed_until": None,
+        "attempts": Delivery.attempts + attempts_delta,
+        "last_error": error[:500] if error else None,
+    }
+    if status is DeliveryStatus.SENT:
+        values["sent_at"] = now
+    await session.execute(
+        update(Delivery).where(Delivery.id == delivery_id).values(**values)  # type: ignore[arg-type]
+    )
+
+
+async def reschedule(
+    delivery_id: int,
+    next_attempt_at: datetime,
+    *,
+    session: AsyncSession,
+    error: str,
+    count_attempt: bool,
+) -> None:
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)  # type: ignore[arg-type]
+        .values(
+            status=DeliveryStatus.FAILED.value if count_attempt else Delivery.status,
+            next_attempt_at=next_attempt_at,
+            claimed_until=None,
+            attempts=Delivery.attempts + (1 if count_attempt else 0),
+            last_error=error[:500],
+        )
+    )
+
+
+async def expire_older_than(cutoff: datetime, *, session: AsyncSession) -> int:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(d)
+        .where(d.c.status.in_(_OPEN), d.c.created_at < cutoff)
+        .values(
+            status=DeliveryStatus.EXPIRED.value,
+            claimed_until=None,
+            last_error="expired: older than TTL",
+        )
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+async def kill_open_for_subscription(
+    subscription_id: int, reason: str, *, session: AsyncSession
+) -> int:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(d)
+        .where(d.c.subscription_id == subscription_id, d.c.status.in_(_OPEN))
+        .values(status=DeliveryStatus.DEAD.value, claimed_until=None, last_error=reason[:500])
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+async def counts_by_state(*, session: AsyncSession) -> dict[tuple[str, str], int]:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    rows = await session.execute(
+        select(d.c.platform, d.c.status, func.count()).group_by(d.c.platform, d.c.status)
+    )
+    return {(r[0], r[1]): int(r[2]) for r in rows.all()}
+
+
+async def next_due_at(platform: str, *, session: AsyncSession) -> datetime | None:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    value = await session.execute(
+        select(func.min(d.c.next_attempt_at)).where(
+            and_(d.c.platform == platform, d.c.status.in_(_OPEN))
+        )
+    )
+    return value.scalar_one_or_none()
+
+
+async def signals_by_seq(seqs: Sequence[int], *, session: AsyncSession) -> dict[int, SignalRow]:
+    rows = await session.execute(select(SignalRow).where(SignalRow.seq.in_(seqs)))  # type: ignore[union-attr]
+    return {r.seq: r for r in rows.scalars().all() if r.seq is not None}

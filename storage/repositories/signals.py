@@ -1,0 +1,105 @@
+"""Stored signals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.signals import Signal, SignalType
+from storage.models import SignalRow
+from storage.repositories._dialect import insert_ignore
+
+
+def to_signal(row: SignalRow) -> Signal:
+    return Signal.model_construct(
+        signal_id=row.signal_id,
+        ticker=row.ticker,
+        signal_type=SignalType(row.signal_type),
+        confidence=row.confidence,
+        catalyst_type=row.catalyst_type,
+        source=row.source,
+        price=row.price,
+        rvol=row.rvol,
+        sector=row.sector,
+        headline=row.headline,
+        url=row.url,
+        timestamp=row.timestamp,
+        metadata=dict(row.meta or {}),
+        seq=row.seq,
+    )
+
+
+async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, bool]:
+    """Store ``signal`` unless its ``signal_id`` exists. Returns (seq, created)."""
+    values = {
+        "signal_id": signal.signal_id,
+        "ticker": signal.ticker,
+        "signal_type": signal.signal_type.value,
+        "confidence": signal.confidence,
+        "catalyst_type": signal.catalyst_type,
+        "source": signal.source,
+        "price": signal.price,
+        "rvol": signal.rvol,
+        "sector": signal.sector,
+        "headline": signal.headline,
+        "url": signal.url,
+        "timestamp": signal.timestamp,
+        "meta": signal.metadata,
+        "created_at": datetime.now(signal.timestamp.tzinfo),
+    }
+    table = SignalRow.__table__  # type: ignore[attr-defined]
+    stmt = insert_ignore(session, table, ["signal_id"]).values(**values).returning(table.c.seq)
+    seq = (await session.execute(stmt)).scalar_one_or_none()
+    if seq is not None:
+        return int(seq), True
+    existing = await session.execute(
+        select(table.c.seq).where(table.c.signal_id == signal.signal_id)
+    )
+    return int(existing.scalar_one()), False
+
+
+async def get_signal(signal_id: str, *, session: AsyncSession) -> Signal | None:
+    row = (
+        await session.execute(select(SignalRow).where(SignalRow.signal_id == signal_id))
+    ).scalar_one_or_none()
+    return to_signal(row) if row is not None else None
+
+
+async def get_signal_row(signal_id: str, *, session: AsyncSession) -> SignalRow | None:
+    return (
+        await session.execute(select(SignalRow).where(SignalRow.signal_id == signal_id))
+    ).scalar_one_or_none()
+
+
+async def list_signals(
+    *,
+    session: AsyncSession,
+    limit: int = 50,
+    since: datetime | None = None,
+    ticker: str | None = None,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    ascending: bool = False,
+) -> list[Signal]:
+    stmt = select(SignalRow)
+    if since is not None:
+        stmt = stmt.where(SignalRow.timestamp > since)
+    if ticker:
+        stmt = stmt.where(SignalRow.ticker == ticker.upper())
+    if after_seq is not None:
+        stmt = stmt.where(SignalRow.seq > after_seq)  # type: ignore[operator]
+    if before_seq is not None:
+        stmt = stmt.where(SignalRow.seq < before_seq)  # type: ignore[operator]
+    order = SignalRow.seq.asc() if ascending else SignalRow.seq.desc()  # type: ignore[union-attr]
+    stmt = stmt.order_by(order).limit(limit)
+    rows = (await session.execute(stmt)).scalars().all()
+    return [to_signal(r) for r in rows]
+
+
+async def latest_seq(*, session: AsyncSession) -> int:
+    from sqlalchemy import func
+
+    value = (await session.execute(select(func.max(SignalRow.seq)))).scalar_one_or_none()
+    return int(value or 0)
