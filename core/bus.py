@@ -8,6 +8,7 @@ never stops the others.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from core.signals import Signal
@@ -18,8 +19,17 @@ Listener = Callable[[Signal], None]
 
 
 class LiveBus:
-    def __init__(self) -> None:
+    """Also remembers the last ``memory`` seqs it carried, so a signal that arrives
+    twice (published here and seen again by the database tail) goes out once."""
+
+    def __init__(self, memory: int = 10_000) -> None:
         self._listeners: list[Listener] = []
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
+        self._memory = memory
+
+    def seen(self, seq: int) -> bool:
+        return seq in self._seen
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Register ``listener``; returns a function that unregisters it."""
@@ -32,6 +42,13 @@ class LiveBus:
         return _unsubscribe
 
     def publish(self, signal: Signal) -> None:
+        if signal.seq is not None:
+            if signal.seq in self._seen:
+                return
+            self._seen.add(signal.seq)
+            self._order.append(signal.seq)
+            if len(self._order) > self._memory:
+                self._seen.discard(self._order.popleft())
         for listener in list(self._listeners):
             try:
                 listener(signal)

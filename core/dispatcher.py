@@ -74,6 +74,8 @@ class Dispatcher:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        #: Per platform, subscriptions found gone this round: skip their other claims.
+        self._gone_subs: dict[str, set[int]] = {}
 
     # ---- setup ----------------------------------------------------------
     def register(self, channel: Channel) -> None:
@@ -166,9 +168,12 @@ class Dispatcher:
             groups.setdefault(item.destination, []).append(item)
         deadline = asyncio.get_running_loop().time() + self._settings.lease_seconds * 0.8
         sem = asyncio.Semaphore(self._settings.concurrency)
+        gone = self._gone_subs[platform] = set()
 
         async def run_group(items: list[Claimed]) -> None:
             for index, item in enumerate(items):
+                if item.subscription_id in gone:
+                    continue  # deactivated earlier this round; its deliveries are dead
                 hold = await self._process(channel, item, signals, sem, deadline)
                 if hold is not None:
                     # Keep the destination's order: the rest wait as long as this one.
@@ -348,6 +353,7 @@ class Dispatcher:
             item.subscription_id,
             reason,
         )
+        self._gone_subs.setdefault(platform, set()).add(item.subscription_id)
         async with self._db.transaction() as session:
             await subs_repo.deactivate(item.subscription_id, reason, session=session)
             await repo.finish(

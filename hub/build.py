@@ -25,10 +25,7 @@ def jwt_secret_for(settings: Settings) -> str:
     if not secret:
         if settings.env == "production":  # pragma: no cover - check_secrets refuses this first
             raise RuntimeError("auth.jwt_secret is required in production")
-        log.warning(
-            "auth.jwt_secret is not set: using a random secret for this process "
-            "(tokens stop working on restart); set one for real use"
-        )
+        log.debug("auth.jwt_secret is not set: using a random per-process secret")
         return secrets.token_urlsafe(48)
     return secret
 

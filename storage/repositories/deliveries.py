@@ -49,11 +49,11 @@ async def enqueue(
         }
         for sub_id, platform in targets
     ]
-    stmt = insert_ignore(session, table, ["signal_seq", "subscription_id"])
+    stmt = insert_ignore(session, table, ["signal_seq", "subscription_id"]).returning(table.c.id)
     total = 0
     for start in range(0, len(rows), 5000):
         result = await session.execute(stmt, rows[start : start + 5000])
-        total += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        total += len(result.all())
     return total
 
 

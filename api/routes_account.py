@@ -1,0 +1,142 @@
+"""The caller's own things: stream config, trade outcomes, stats, tokens, account linking.
+
+Every handler works on ``principal.user`` only; nothing takes a user id from the
+request, so one user can never read or write another's data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from starlette.exceptions import HTTPException
+
+from api.deps import (
+    UNAUTHORIZED,
+    AnyPrincipal,
+    BearerCredentials,
+    Ctx,
+    FeedbackWriter,
+    Reader,
+    enforce_rate_limit,
+)
+from api.schemas import (
+    ConfigResponse,
+    ConfigUpdated,
+    ErrorResponse,
+    FeedbackIn,
+    FeedbackOut,
+    FilterModel,
+    LinkRequest,
+    LinkResponse,
+    StatsOut,
+    TokenRequest,
+    TokenResponse,
+    UserConfig,
+)
+from api.ws import ConnectionManager
+from core.auth import KEY_PREFIX
+from core.filters import SignalFilter
+
+router = APIRouter(prefix="/api/v1", tags=["account"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    429: {"model": ErrorResponse},
+}
+
+
+def _manager(request: Request) -> ConnectionManager:
+    manager: ConnectionManager = request.app.state.ws_manager
+    return manager
+
+
+@router.get("/config", response_model=ConfigResponse, responses=_ERRORS)
+async def get_config(ctx: Ctx, principal: Reader) -> ConfigResponse:
+    """The filter applied to your REST queries and WebSocket stream."""
+    stream = await ctx.services.subscriptions.stream(principal.user.id)
+    return ConfigResponse(
+        user_id=principal.user.id, filters=FilterModel.of(stream.filter), active=stream.active
+    )
+
+
+@router.post("/config", response_model=ConfigUpdated, responses=_ERRORS)
+async def update_config(
+    config: UserConfig, ctx: Ctx, principal: Reader, request: Request
+) -> ConfigUpdated:
+    """Replace your stream filter; open WebSocket connections use it at once."""
+    flt = SignalFilter.from_mapping(config.filters.model_dump(exclude_none=True))
+    stored = await ctx.services.subscriptions.set_stream_filter(principal.user.id, flt)
+    _manager(request).set_user_filter(principal.user.id, stored)
+    return ConfigUpdated(
+        status="updated",
+        user_id=principal.user.id,
+        config=UserConfig(filters=FilterModel.of(stored)),
+    )
+
+
+@router.post(
+    "/feedback", response_model=FeedbackOut, responses={**_ERRORS, 404: {"model": ErrorResponse}}
+)
+async def submit_feedback(body: FeedbackIn, ctx: Ctx, principal: FeedbackWriter) -> FeedbackOut:
+    """Record (or change) your trade outcome for a signal."""
+    outcome, return_pct = body.outcome, body.return_pct
+    if not isinstance(outcome, str):
+        if outcome.return_pct is not None:
+            return_pct = outcome.return_pct
+        outcome = outcome.outcome
+    info = await ctx.services.feedback.record(principal.user.id, body.signal_id, outcome, return_pct)
+    return FeedbackOut(
+        status="received",
+        signal_id=info.signal_id,
+        outcome=info.outcome,
+        return_pct=info.return_pct,
+        updated=info.updated,
+    )
+
+
+@router.get("/stats", response_model=StatsOut, responses=_ERRORS)
+async def get_stats(ctx: Ctx, principal: Reader) -> StatsOut:
+    """Your signals received and trade outcome statistics."""
+    stats = await ctx.services.feedback.user_stats(principal.user.id)
+    return StatsOut.for_user(principal.user.id, stats)
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    responses={**_ERRORS, 400: {"model": ErrorResponse}},
+)
+async def issue_token(
+    ctx: Ctx,
+    request: Request,
+    credentials: BearerCredentials,
+    body: Annotated[TokenRequest | None, Body()] = None,
+) -> TokenResponse:
+    """Exchange an API key (in the body or the Authorization header) for a short-lived JWT
+    carrying the key's scopes. The JWT stops working when the key is revoked."""
+    key = (body.api_key if body is not None else None) or (
+        credentials.credentials if credentials is not None else None
+    )
+    if not key:
+        raise HTTPException(401, "send the API key as api_key or as a Bearer credential", UNAUTHORIZED)
+    if not key.startswith(KEY_PREFIX):
+        raise HTTPException(400, f"exchange an API key (it starts with {KEY_PREFIX}), not a token")
+    principal = await ctx.auth.authenticate_key(key)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", UNAUTHORIZED)
+    enforce_rate_limit(request, principal)
+    token, expires_in = ctx.auth.issue_token(principal)
+    return TokenResponse(access_token=token, token_type="bearer", expires_in=expires_in)
+
+
+@router.post(
+    "/link", response_model=LinkResponse, responses={**_ERRORS, 404: {"model": ErrorResponse}}
+)
+async def link_account(body: LinkRequest, ctx: Ctx, principal: AnyPrincipal) -> LinkResponse:
+    """Redeem a code from the chat bots' /link so one user owns both accounts."""
+    user = await ctx.services.accounts.redeem_link_code(body.code, principal.user.id)
+    return LinkResponse(status="linked", user_id=user.id, name=user.name)
+

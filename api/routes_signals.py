@@ -1,0 +1,106 @@
+"""Signals: list (newest first, the user's stream filter applied), get by id, ingest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.exceptions import HTTPException
+
+from api.deps import Ctx, Publisher, Reader
+from api.schemas import ErrorResponse, SignalIn, SignalOut
+from core.signals import SIGNAL_ID_RE, normalize_ticker
+
+MAX_LIMIT = 100
+MAX_SEQ = 2**63 - 1
+
+router = APIRouter(prefix="/api/v1/signals", tags=["signals"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    429: {"model": ErrorResponse},
+}
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise HTTPException(400, "since is out of range") from None
+
+
+@router.get(
+    "",
+    response_model=list[SignalOut],
+    responses={**_ERRORS, 400: {"model": ErrorResponse}},
+    summary="Recent signals, newest first",
+)
+async def list_signals(
+    ctx: Ctx,
+    principal: Reader,
+    limit: Annotated[int, Query(description="How many, 1 to 100.")] = 50,
+    since: Annotated[
+        datetime | None, Query(description="Only signals after this ISO timestamp.")
+    ] = None,
+    ticker: Annotated[str | None, Query(max_length=32, description="Only this ticker.")] = None,
+    after_seq: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Replay cursor: only seq above this.")
+    ] = None,
+) -> list[dict[str, Any]]:
+    """Signals that pass the caller's own stream filter (``GET /api/v1/config``)."""
+    if limit > MAX_LIMIT:
+        raise HTTPException(400, f"limit cannot exceed {MAX_LIMIT}")
+    if limit < 1:
+        raise HTTPException(400, "limit must be at least 1")
+    symbol: str | None = None
+    if ticker:
+        try:
+            symbol = normalize_ticker(ticker)
+        except ValueError as exc:
+            raise HTTPException(400, f"ticker: {exc}") from None
+    stream = await ctx.services.subscriptions.stream(principal.user.id)
+    signals = await ctx.services.signals.query(
+        limit=limit,
+        flt=stream.filter,
+        since=_aware(since) if since is not None else None,
+        ticker=symbol,
+        after_seq=after_seq,
+    )
+    return [s.to_public() for s in signals]
+
+
+@router.get(
+    "/{signal_id}",
+    response_model=SignalOut,
+    responses={**_ERRORS, 404: {"model": ErrorResponse}},
+    summary="One signal by its id",
+)
+async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> dict[str, Any]:
+    if not SIGNAL_ID_RE.match(signal_id):
+        raise HTTPException(404, "no such signal: signal ids are 1-128 letters, digits and ._:-")
+    signal = await ctx.services.signals.get(signal_id)
+    return signal.to_public()
+
+
+@router.post(
+    "",
+    response_model=SignalOut,
+    status_code=201,
+    responses={**_ERRORS, 200: {"model": SignalOut, "description": "Already stored (idempotent)"}},
+    summary="Publish a signal (needs the publish scope)",
+)
+async def publish_signal(
+    body: SignalIn, ctx: Ctx, _principal: Publisher, response: Response
+) -> dict[str, Any]:
+    """Store, route and stream a signal. Publishing a ``signal_id`` again returns the
+    stored signal with status 200 and sends nothing again."""
+    data = body.model_dump(exclude_none=True)
+    result = await ctx.publisher.publish(data)
+    if not result.created:
+        response.status_code = 200
+    return result.signal.to_public()

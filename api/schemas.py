@@ -1,0 +1,200 @@
+"""Typed request and response bodies of the REST API (what /docs shows).
+
+Shapes follow the design document: signals are ``Signal.to_public()``, errors are
+``{"detail": "<message>"}``. Request models only check JSON types; the core
+(``Signal.parse``, ``SignalFilter.from_mapping``, the feedback service) applies
+the domain rules and its messages are returned as they are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.filters import SignalFilter
+from core.services.feedback import GroupStats, OutcomeStats, UserStats
+from core.signals import SignalType
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and what to do about it.")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy", "degraded"]
+    timestamp: datetime
+    connected_clients: int
+    database: Literal["ok", "unavailable"]
+
+
+class SignalOut(BaseModel):
+    """A stored signal, as REST returns it and as the WebSocket ``data`` carries it."""
+
+    signal_id: str
+    ticker: str
+    signal_type: SignalType
+    confidence: float
+    catalyst_type: str
+    source: str
+    price: float | None = None
+    rvol: float | None = None
+    sector: str | None = None
+    headline: str | None = None
+    url: str | None = None
+    timestamp: datetime
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    seq: int | None = Field(default=None, description="Hub-assigned replay cursor.")
+
+
+class SignalIn(BaseModel):
+    """A producer's signal. Only ``ticker`` and ``confidence`` are required; a
+    ``signal_id`` makes publishing idempotent (one is generated when absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal_id: str | None = Field(default=None, max_length=128, examples=["fda-abcd-20260102"])
+    ticker: str = Field(max_length=32, examples=["ABCD"])
+    signal_type: str | None = Field(default=None, examples=["BUY"])
+    confidence: float = Field(examples=[0.85])
+    catalyst_type: str | None = Field(default=None, examples=["FDA"])
+    source: str | None = Field(default=None, examples=["SEC_8K"])
+    price: float | None = None
+    rvol: float | None = None
+    sector: str | None = None
+    headline: str | None = None
+    url: str | None = None
+    timestamp: datetime | None = Field(
+        default=None, description="ISO timestamp with a timezone; defaults to now."
+    )
+    metadata: dict[str, Any] | None = None
+
+
+class FilterModel(BaseModel):
+    """A signal filter. Unset fields do not restrict anything; lists may also be
+    given as comma-separated strings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float | None = Field(default=None, examples=[0.7])
+    tickers: list[str] | str | None = Field(default=None, examples=[["AAPL", "TSLA"]])
+    exclude_tickers: list[str] | str | None = None
+    catalyst_types: list[str] | str | None = Field(default=None, examples=[["FDA", "M&A"]])
+    signal_types: list[str] | str | None = None
+    sectors: list[str] | str | None = None
+    min_rvol: float | None = Field(default=None, examples=[1.5])
+    min_price: float | None = None
+    max_price: float | None = Field(default=None, examples=[20.0])
+
+    @classmethod
+    def of(cls, flt: SignalFilter) -> FilterModel:
+        return cls.model_validate(flt.to_mapping())
+
+
+class UserConfig(BaseModel):
+    """The user's preferences for the API and WebSocket stream."""
+
+    filters: FilterModel = Field(default_factory=FilterModel)
+
+
+class ConfigResponse(BaseModel):
+    user_id: int
+    filters: FilterModel
+    active: bool
+
+
+class ConfigUpdated(BaseModel):
+    status: Literal["updated"]
+    user_id: int
+    config: UserConfig
+
+
+class OutcomeDetail(BaseModel):
+    """The design document's outcome object."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    outcome: str = Field(examples=["win"])
+    return_pct: float | str | None = None
+
+
+class FeedbackIn(BaseModel):
+    signal_id: str = Field(max_length=256)
+    outcome: str | OutcomeDetail = Field(
+        description="win, loss, breakeven or skipped, or an object with outcome and return_pct"
+    )
+    return_pct: float | str | None = Field(default=None, examples=[12.5])
+
+
+class FeedbackOut(BaseModel):
+    status: Literal["received"]
+    signal_id: str
+    outcome: str
+    return_pct: float | None
+    updated: bool
+
+
+class OutcomeStatsOut(BaseModel):
+    trades_executed: int
+    wins: int
+    losses: int
+    breakeven: int
+    skipped: int
+    win_rate: float
+    avg_return: float | None
+
+    @classmethod
+    def of(cls, stats: OutcomeStats) -> OutcomeStatsOut:
+        return cls(
+            trades_executed=stats.trades_executed,
+            wins=stats.wins,
+            losses=stats.losses,
+            breakeven=stats.breakeven,
+            skipped=stats.skipped,
+            win_rate=stats.win_rate,
+            avg_return=stats.avg_return,
+        )
+
+
+class StatsOut(OutcomeStatsOut):
+    user_id: int
+    signals_received: int
+
+    @classmethod
+    def for_user(cls, user_id: int, stats: UserStats) -> StatsOut:
+        base = OutcomeStatsOut.of(stats.outcomes).model_dump()
+        return cls(user_id=user_id, signals_received=stats.signals_received, **base)
+
+
+class GroupStatsOut(BaseModel):
+    key: str
+    stats: OutcomeStatsOut
+
+    @classmethod
+    def of(cls, group: GroupStats) -> GroupStatsOut:
+        return cls(key=group.key, stats=OutcomeStatsOut.of(group.stats))
+
+
+class TokenRequest(BaseModel):
+    api_key: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The API key to exchange; defaults to the one in the Authorization header.",
+    )
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class LinkRequest(BaseModel):
+    code: str = Field(max_length=64, examples=["K7PQ2M9X"])
+
+
+class LinkResponse(BaseModel):
+    status: Literal["linked"]
+    user_id: int
+    name: str

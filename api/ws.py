@@ -1,0 +1,451 @@
+"""The WebSocket connection manager: live fan-out, per-client queues, heartbeats, resume.
+
+Fan-out
+    ``ctx.bus`` calls :meth:`ConnectionManager.on_signal` once per published signal,
+    in ``seq`` order. The signal is serialized once; each client whose compiled
+    filter matches gets the same text appended to its bounded queue. Nothing in
+    the broadcast awaits, so no client can delay another.
+
+Per-client sending
+    Each :class:`Client` has one sender task that drains its queue into the socket.
+    It is the only writer after the welcome message, so messages keep their order.
+    A client whose queue is full when a message arrives is too slow: it is closed
+    (1008) and forgotten.
+
+Resume
+    :meth:`ConnectionManager.resume` switches the client's live feed into a side
+    buffer first, replays the missed signals from the database, then drains the
+    buffer skipping everything at or below the last replayed ``seq``: no gap, no
+    duplicate. Signals the client already got live are skipped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+from core.auth import Principal
+from core.errors import InvalidInput
+from core.filters import CompiledFilter, SignalFilter
+from core.signals import Signal
+
+if TYPE_CHECKING:
+    from core.context import HubContext
+
+log = logging.getLogger(__name__)
+
+#: Close codes used by the stream.
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_SLOW = 1008
+CLOSE_HEARTBEAT = 4000
+CLOSE_AUTH = 4001
+CLOSE_TOO_MANY = 4029
+
+REPLAY_PAGE = 500
+CLOSE_TIMEOUT = 2.0
+#: Seqs a client got live, remembered so a later ``resume`` does not send them twice.
+RECENT_LIVE = 4096
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def signal_message(signal: Signal) -> str:
+    return dumps({"type": "signal", "data": signal.to_public()})
+
+
+class ClientGone(Exception):
+    """The client closed (or was closed) while something waited on it."""
+
+
+class Client:
+    """One authenticated WebSocket connection."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        ip: str,
+        flt: SignalFilter,
+        *,
+        capacity: int,
+        on_overflow: Callable[[Client], None],
+    ) -> None:
+        self.id = secrets.token_hex(8)
+        self.websocket = websocket
+        self.principal = principal
+        self.user_id = principal.user.id
+        self.ip = ip
+        self.capacity = capacity
+        self.last_pong = time.monotonic()
+        self.filter = flt
+        self.matcher: CompiledFilter | None = None if flt.is_empty() else flt.compile()
+        #: While a resume runs, live signals wait here as (seq, text).
+        self.side_buffer: deque[tuple[int, str]] | None = None
+        self.recent_live: deque[int] = deque(maxlen=RECENT_LIVE)
+        self.closing = False
+        self.closed = asyncio.get_running_loop().create_future()
+        self._pending: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._on_overflow = on_overflow
+        self._sender: asyncio.Task[None] | None = None
+
+    # ---- filter ---------------------------------------------------------
+    def set_filter(self, flt: SignalFilter) -> None:
+        self.filter = flt
+        self.matcher = None if flt.is_empty() else flt.compile()
+
+    def wants(self, signal: Signal) -> bool:
+        return self.matcher is None or self.matcher(signal)
+
+    # ---- queue ------------------------------------------------------------
+    def enqueue(self, text: str) -> bool:
+        """Queue ``text`` without waiting; a full queue drops the client."""
+        if self.closing:
+            return False
+        if len(self._pending) >= self.capacity:
+            self._on_overflow(self)
+            return False
+        self._pending.append(text)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def buffer_live(self, seq: int, text: str) -> None:
+        buffer = self.side_buffer
+        assert buffer is not None
+        if len(buffer) >= self.capacity:
+            self._on_overflow(self)
+            return
+        buffer.append((seq, text))
+
+    async def put(self, text: str) -> None:
+        """Queue ``text``, waiting for room (replays); raises ClientGone when closed."""
+        while len(self._pending) >= self.capacity:
+            if self.closing:
+                raise ClientGone
+            self._space.clear()
+            await self._space.wait()
+        if self.closing:
+            raise ClientGone
+        self._pending.append(text)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    # ---- sender -------------------------------------------------------------
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.id}")
+
+    async def _send_loop(self) -> None:
+        send = self.websocket.send
+        pending = self._pending
+        wake = self._wake
+        space = self._space
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while pending:
+                    text = pending.popleft()
+                    if not space.is_set():
+                        space.set()
+                    await send({"type": "websocket.send", "text": text})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The peer went away mid-send; the receive side notices and unregisters.
+            self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        self.closing = True
+        self._pending.clear()
+        self._space.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Stop sending and close the socket with ``code`` (bounded wait for a stuck peer)."""
+        if self.closing:
+            return
+        self.closing = True
+        self._pending.clear()
+        self._space.set()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+        try:
+            await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT)
+        except Exception:
+            log.debug("closing client %s with %d did not complete", self.id, code)
+        self._mark_closed()
+
+    async def stop_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+
+
+class ConnectionManager:
+    """Every open stream connection of this process."""
+
+    def __init__(self, ctx: HubContext) -> None:
+        self._ctx = ctx
+        self._api = ctx.settings.api
+        self._limits = ctx.settings.limits
+        self._metrics = ctx.metrics
+        self._clients: dict[str, Client] = {}
+        self._by_user: dict[int, set[Client]] = {}
+        self._by_ip: Counter[str] = Counter()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat_text = dumps({"type": "heartbeat"})
+        #: Benchmark baseline only: broadcast by awaiting each client in turn.
+        self.sequential_broadcast = False
+        self._sequential_lock: asyncio.Lock | None = None
+        self.stopping = False
+
+    # ---- lifecycle ------------------------------------------------------
+    @property
+    def connection_count(self) -> int:
+        return len(self._clients)
+
+    @property
+    def started(self) -> bool:
+        return self._unsubscribe is not None
+
+    def start(self) -> None:
+        if self._unsubscribe is not None:
+            return
+        self.stopping = False
+        self._unsubscribe = self._ctx.bus.subscribe(self.on_signal)
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ws-heartbeat")
+
+    async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Stop taking signals and close every client with ``code`` (1001: going away)."""
+        self.stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        clients = list(self._clients.values())
+        if clients:
+            await asyncio.gather(
+                *(c.close(code, "server shutting down") for c in clients), return_exceptions=True
+            )
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- admission ------------------------------------------------------
+    def reserve_ip(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False when it is at its limit."""
+        if self._by_ip[ip] >= self._limits.max_connections_per_ip:
+            return False
+        self._by_ip[ip] += 1
+        return True
+
+    def release_ip(self, ip: str) -> None:
+        self._by_ip[ip] -= 1
+        if self._by_ip[ip] <= 0:
+            del self._by_ip[ip]
+
+    def new_client(
+        self, websocket: WebSocket, principal: Principal, ip: str, flt: SignalFilter
+    ) -> Client:
+        return Client(
+            websocket,
+            principal,
+            ip,
+            flt,
+            capacity=self._api.client_queue_size,
+            on_overflow=self._overflow,
+        )
+
+    def register(self, client: Client, *, welcome: str, resume_buffering: bool = False) -> None:
+        """Start streaming to ``client``: the welcome goes first, live signals follow.
+
+        With ``resume_buffering`` live signals are buffered from this instant, for a
+        :meth:`resume` the caller runs next."""
+        client.enqueue(welcome)
+        if resume_buffering:
+            client.side_buffer = deque()
+        self._clients[client.id] = client
+        self._by_user.setdefault(client.user_id, set()).add(client)
+        self._metrics.ws_connections.inc()
+        self._metrics.ws_messages_sent.labels(type="welcome").inc()
+        client.start()
+
+    async def unregister(self, client: Client) -> None:
+        if self._clients.pop(client.id, None) is not None:
+            users = self._by_user.get(client.user_id)
+            if users is not None:
+                users.discard(client)
+                if not users:
+                    del self._by_user[client.user_id]
+            self._metrics.ws_connections.dec()
+        client.closing = True
+        await client.stop_sender()
+
+    def _overflow(self, client: Client) -> None:
+        if client.closing:
+            return
+        log.warning(
+            "dropping slow WebSocket client %s (user %s): queue of %d full",
+            client.id,
+            client.user_id,
+            client.capacity,
+        )
+        self._metrics.ws_messages_sent.labels(type="dropped_client").inc()
+        self._spawn(client.close(CLOSE_TOO_SLOW, "client too slow: send queue overflowed"))
+
+    # ---- sending ----------------------------------------------------------
+    def send(self, client: Client, payload: dict[str, Any]) -> None:
+        """Queue a control message (subscribed, error, ...) to one client."""
+        if client.enqueue(dumps(payload)):
+            self._metrics.ws_messages_sent.labels(type=str(payload.get("type", "other"))).inc()
+
+    def set_user_filter(self, user_id: int, flt: SignalFilter) -> None:
+        """The user's stored stream filter changed: every connection of theirs uses it now."""
+        for client in self._by_user.get(user_id, ()):
+            client.set_filter(flt)
+
+    def on_signal(self, signal: Signal) -> None:
+        """Bus listener: serialize once, queue to every matching client. Never awaits."""
+        if not self._clients:
+            return
+        if self.sequential_broadcast:
+            self._spawn(self._broadcast_sequentially(signal))
+            return
+        text = signal_message(signal)
+        seq = signal.seq or 0
+        sent = 0
+        for client in self._clients.values():
+            matcher = client.matcher
+            if matcher is not None and not matcher(signal):
+                continue
+            if client.side_buffer is not None:
+                client.buffer_live(seq, text)
+            elif client.enqueue(text):
+                client.recent_live.append(seq)
+                sent += 1
+        if sent:
+            self._metrics.ws_messages_sent.labels(type="signal").inc(sent)
+
+    async def _broadcast_sequentially(self, signal: Signal) -> None:
+        """The design document's broadcast, kept as the benchmark's baseline: serialize
+        per client and await each send in turn."""
+        if self._sequential_lock is None:
+            self._sequential_lock = asyncio.Lock()
+        async with self._sequential_lock:
+            data = signal.to_public()
+            for client in list(self._clients.values()):
+                if client.closing or not client.wants(signal):
+                    continue
+                try:
+                    await client.websocket.send_json({"type": "signal", "data": data})
+                except Exception:
+                    continue
+
+    # ---- resume -------------------------------------------------------------
+    async def resume(self, client: Client, after_seq: int) -> tuple[int, int]:
+        """Replay what ``client`` missed after ``after_seq``, then go live.
+
+        Returns (replayed, last_seq). The caller may already have switched the
+        client to buffering (``register(..., resume_buffering=True)``)."""
+        if client.side_buffer is None:
+            client.side_buffer = deque()
+        already_live = {s for s in client.recent_live if s > after_seq}
+        last = after_seq
+        replayed = 0
+        signals = self._ctx.services.signals
+        try:
+            while True:
+                page = await signals.query(limit=REPLAY_PAGE, after_seq=last, ascending=True)
+                for signal in page:
+                    seq = signal.seq or 0
+                    last = max(last, seq)
+                    if seq in already_live or not client.wants(signal):
+                        continue
+                    await client.put(signal_message(signal))
+                    replayed += 1
+                if len(page) < REPLAY_PAGE:
+                    break
+            buffer = client.side_buffer
+            while buffer:
+                seq, text = buffer.popleft()
+                if seq <= last or seq in already_live:
+                    continue
+                await client.put(text)
+                last = seq
+            # Nothing awaited between the empty check above and this line: no gap.
+            client.side_buffer = None
+        except BaseException:
+            client.side_buffer = None
+            raise
+        if replayed:
+            self._metrics.ws_messages_sent.labels(type="signal").inc(replayed)
+        return replayed, last
+
+    # ---- heartbeats -------------------------------------------------------------
+    def pong(self, client: Client) -> None:
+        client.last_pong = time.monotonic()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self._api.heartbeat_seconds
+        timeout = self._api.heartbeat_timeout_seconds
+        tick = min(interval, timeout, 1.0) / 2
+        next_beat = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for client in list(self._clients.values()):
+                if not client.closing and now - client.last_pong > timeout:
+                    log.info("closing WebSocket client %s: no pong in %.0f s", client.id, timeout)
+                    self._spawn(client.close(CLOSE_HEARTBEAT, "heartbeat timeout: no pong"))
+            if now >= next_beat:
+                next_beat = now + interval
+                count = 0
+                for client in list(self._clients.values()):
+                    if client.enqueue(self._heartbeat_text):
+                        count += 1
+                if count:
+                    self._metrics.ws_messages_sent.labels(type="heartbeat").inc(count)
+
+
+__all__ = [
+    "CLOSE_AUTH",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_HEARTBEAT",
+    "CLOSE_TOO_MANY",
+    "CLOSE_TOO_SLOW",
+    "Client",
+    "ClientGone",
+    "ConnectionManager",
+    "InvalidInput",
+]

@@ -1,0 +1,152 @@
+"""The Discord bot: a discord.py client with slash commands, run in the hub's event loop.
+
+The composition root builds a :class:`DiscordBot`, registers ``bot.channel`` on
+the dispatcher, then awaits :meth:`DiscordBot.start` (which runs
+``client.start(token)`` as a background task, never ``client.run``) and finally
+:meth:`DiscordBot.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import discord
+
+from bots.discord.channel import DiscordChannel
+from bots.discord.commands import register_commands
+from bots.discord.replies import DEFER_AFTER, HubCommandTree, Replier
+from bots.discord.views import OutcomeButton
+from core.context import HubContext
+from core.errors import ConfigError
+from core.settings import DiscordSettings
+
+log = logging.getLogger(__name__)
+
+
+class DiscordStartError(RuntimeError):
+    """The bot could not log in, sync its commands or reach the gateway."""
+
+
+def bot_intents() -> discord.Intents:
+    """Minimal intents: slash commands and buttons need none, and nothing privileged."""
+    return discord.Intents.none()
+
+
+class HubClient(discord.Client):
+    """A discord.py client that carries the HubContext and a command tree."""
+
+    def __init__(
+        self,
+        hub: HubContext,
+        settings: DiscordSettings,
+        replier: Replier,
+        **options: Any,
+    ) -> None:
+        super().__init__(intents=bot_intents(), **options)
+        self.hub = hub
+        self.settings = settings
+        self.tree = HubCommandTree(self)
+        self.ready_event = asyncio.Event()
+        register_commands(self.tree, hub, settings, replier)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(OutcomeButton)
+        if self.settings.guild_ids:
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d discord commands to guild %d", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d discord commands globally (may take a while to show)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("discord bot connected as %s (id %s)", self.user, self.user and self.user.id)
+        self.ready_event.set()
+
+
+class DiscordBot:
+    """Owns the discord.py client and the delivery channel. Nothing connects in ``__init__``."""
+
+    def __init__(
+        self,
+        settings: DiscordSettings,
+        ctx: HubContext,
+        *,
+        ready_timeout: float = 60.0,
+        defer_after: float = DEFER_AFTER,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self.ready_timeout = ready_timeout
+        self.replier = Replier(defer_after)
+        options: dict[str, Any] = {"max_ratelimit_timeout": 30.0}
+        options.update(client_options or {})
+        self.client = HubClient(ctx, settings, self.replier, **options)
+        self.channel = DiscordChannel(self.client)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Log in, sync commands, connect to the gateway; return once ready.
+
+        Raises :class:`DiscordStartError` (without the token) if that fails or
+        takes longer than ``ready_timeout`` seconds.
+        """
+        if self.running:
+            return
+        token = self.settings.token.get_secret_value().strip()
+        if not token:
+            raise ConfigError("discord.token: required to start the Discord bot")
+        self._task = asyncio.create_task(self.client.start(token), name="discord-client")
+        ready = asyncio.create_task(self.client.ready_event.wait(), name="discord-ready")
+        try:
+            done, _ = await asyncio.wait(
+                {self._task, ready},
+                timeout=self.ready_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if not ready.done():
+                ready.cancel()
+        if ready in done:
+            return
+        if self._task in done:
+            exc = self._task.exception()
+            await self.stop()
+            reason = _describe(exc) if exc is not None else "the client stopped"
+            raise DiscordStartError(f"the Discord bot could not start: {reason}") from None
+        await self.stop()
+        raise DiscordStartError(
+            f"the Discord bot was not ready within {self.ready_timeout:g}s "
+            "(gateway unreachable or slow)"
+        )
+
+    async def stop(self) -> None:
+        """Close the connection and wait for the client task to end."""
+        if not self.client.is_closed():
+            await self.client.close()
+        task, self._task = self._task, None
+        if task is not None:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, discord.LoginFailure):
+        return "Discord rejected the token (check discord.token)"
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return "a privileged intent is required"
+    if isinstance(exc, discord.HTTPException):
+        return f"Discord answered {exc.status} {exc.code or ''}".strip()
+    return exc.__class__.__name__

@@ -1,0 +1,154 @@
+"""Delivery to Discord: the core Channel contract over discord.py's HTTP client.
+
+Destinations are ``dm:<user id>`` (the DM channel is opened once, then cached)
+and ``channel:<channel id>``. discord.py's HTTP client keeps the per-route
+buckets from the ``X-RateLimit-*`` headers and sleeps through short 429s; what
+it gives up on is classified here so the dispatcher can act:
+
+* 429 (``discord.RateLimited`` or a 429 discord.py stopped retrying) -> RetryLater
+* 50007 cannot DM, 10003 unknown channel, any 404, any 403 -> DestinationGone
+  (the subscription is deactivated with the reason, so it is never retried and
+  never burns the invalid-request budget)
+* 5xx, network errors -> TransientError; any other 4xx -> PermanentError
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import ClassVar
+
+import aiohttp
+import discord
+from discord.http import handle_message_parameters
+
+from bots.discord.render import signal_embed
+from bots.discord.views import outcome_view
+from core.channels import (
+    Alert,
+    Channel,
+    DeliveryError,
+    DestinationGone,
+    PermanentError,
+    RateLimit,
+    RetryLater,
+    TransientError,
+)
+
+CANNOT_DM = 50007
+UNKNOWN_CHANNEL = 10003
+GONE_CODES = frozenset({CANNOT_DM, UNKNOWN_CHANNEL, 10013, 50001})
+#: Used when a 429 carries no usable retry-after.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+def parse_destination(destination: str) -> tuple[str, int]:
+    """``("dm", user_id)`` or ``("channel", channel_id)``; PermanentError otherwise."""
+    kind, _, raw = destination.partition(":")
+    if kind not in ("dm", "channel") or not raw.isdigit() or len(raw) > 20:
+        raise PermanentError(f"not a Discord destination: {destination[:64]!r}")
+    return kind, int(raw)
+
+
+def dm_destination(user_id: int) -> str:
+    return f"dm:{user_id}"
+
+
+def channel_destination(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
+class DiscordChannel(Channel):
+    platform: ClassVar[str] = "discord"
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        global_per_second: int = 50,
+        per_destination: tuple[int, float] = (5, 5.0),
+        dm_cache_size: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._global = RateLimit("global", global_per_second, 1.0)
+        self._per_destination = per_destination
+        self._dm_channels: OrderedDict[int, int] = OrderedDict()
+        self._dm_cache_size = dm_cache_size
+
+    def limits_for(self, destination: str) -> Sequence[RateLimit]:
+        calls, period = self._per_destination
+        return (self._global, RateLimit(destination, calls, period))
+
+    def cached_dm_channel(self, user_id: int) -> int | None:
+        return self._dm_channels.get(user_id)
+
+    async def send(self, alert: Alert) -> None:
+        kind, target = parse_destination(alert.destination)
+        if self._client.user is None or self._client.is_closed():
+            raise TransientError("the Discord bot is not connected")
+        try:
+            channel_id = await self._dm_channel(target) if kind == "dm" else target
+            with handle_message_parameters(
+                embed=signal_embed(alert.signal), view=outcome_view(alert.signal)
+            ) as params:
+                await self._client.http.send_message(channel_id, params=params)
+        except discord.RateLimited as exc:
+            raise RetryLater(exc.retry_after, alert.destination) from None
+        except discord.HTTPException as exc:
+            error = classify(exc, alert.destination)
+            if kind == "dm" and isinstance(error, DestinationGone):
+                self._dm_channels.pop(target, None)
+            raise error from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise TransientError(f"network error talking to Discord: {exc.__class__.__name__}") from None
+
+    async def _dm_channel(self, user_id: int) -> int:
+        channel_id = self._dm_channels.get(user_id)
+        if channel_id is not None:
+            self._dm_channels.move_to_end(user_id)
+            return channel_id
+        data = await self._client.http.start_private_message(user_id)
+        channel_id = int(data["id"])
+        self._dm_channels[user_id] = channel_id
+        while len(self._dm_channels) > self._dm_cache_size:
+            self._dm_channels.popitem(last=False)
+        return channel_id
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    headers = getattr(exc.response, "headers", None) or {}
+    for name in ("Retry-After", "X-RateLimit-Reset-After"):
+        try:
+            return max(0.0, float(headers[name]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return DEFAULT_RETRY_AFTER
+
+
+def _is_global(exc: discord.HTTPException) -> bool:
+    headers = getattr(exc.response, "headers", None) or {}
+    if str(headers.get("X-RateLimit-Global", "")).lower() == "true":
+        return True
+    if headers.get("X-RateLimit-Scope") == "global":
+        return True
+    # No Via header: Cloudflare answered, not Discord; everything waits.
+    return not headers.get("Via")
+
+
+def classify(exc: discord.HTTPException, destination: str) -> DeliveryError:
+    """The DeliveryError for an HTTP failure sending to ``destination``."""
+    status = exc.status
+    detail = f"{status} {exc.code}: {exc.text}"[:200] if exc.code else f"{status}"
+    if status == 429:
+        scope = "global" if _is_global(exc) else destination
+        return RetryLater(_retry_after(exc), scope, reason=f"Discord 429 ({scope})")
+    if exc.code == CANNOT_DM:
+        return DestinationGone(f"cannot DM this user (Discord {detail})")
+    if exc.code in GONE_CODES or status == 404:
+        return DestinationGone(f"unknown or inaccessible channel (Discord {detail})")
+    if status == 403:
+        return DestinationGone(f"forbidden: the bot may not post there (Discord {detail})")
+    if status >= 500:
+        return TransientError(f"Discord server error {detail}")
+    return PermanentError(f"Discord rejected the message ({detail})")

@@ -1,0 +1,133 @@
+"""``/filters show|set|reset [channel]``: a destination's filter, set only from the options given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bots.discord.options import (
+    CLEAR_WORDS,
+    TextChannel,
+    catalyst_choices,
+    destination_for,
+    place,
+)
+from bots.discord.replies import Replier
+from core.context import HubContext
+from core.errors import InvalidInput
+from core.filters import FIELD_HELP, SignalFilter
+
+SET_OPTIONS = (
+    "min_confidence",
+    "tickers",
+    "catalyst_types",
+    "sectors",
+    "min_rvol",
+    "max_price",
+    "signal_types",
+    "exclude_tickers",
+)
+
+
+def filter_text(flt: SignalFilter, where: str) -> str:
+    values = flt.to_mapping()
+    if not values:
+        return f"No filters on {where}: every signal arrives there."
+    lines = []
+    for name, value in values.items():
+        shown = ", ".join(value) if isinstance(value, list) else f"{value:g}"
+        lines.append(f"• `{name}`: {shown}")
+    return f"Filters on {where}:\n" + "\n".join(lines)
+
+
+def changes_from(options: dict[str, str | float | None]) -> dict[str, Any]:
+    """The given options as filter changes; a clear word (``-``, ``none``) clears a field."""
+    changes: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and value.strip().lower() in CLEAR_WORDS:
+            changes[name] = None
+        else:
+            changes[name] = value
+    if not changes:
+        allowed = "\n".join(f"• `{n}`: {FIELD_HELP[n]}" for n in SET_OPTIONS)
+        raise InvalidInput(f"Give at least one option to set (`-` clears one):\n{allowed}")
+    return changes
+
+
+def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group:
+    subs = hub.services.subscriptions
+    group = app_commands.Group(name="filters", description="Choose which signals you get")
+
+    @group.command(name="show", description="Show the filters of your DMs or a channel")
+    @app_commands.describe(channel="A subscribed channel; leave out for your DMs")
+    async def show(interaction: discord.Interaction[Any], channel: TextChannel | None = None) -> None:
+        async def work() -> str:
+            destination = destination_for(interaction, channel, manage=False)
+            return filter_text(await subs.get_filter("discord", destination), place(channel))
+
+        await replier.run(interaction, work())
+
+    @group.command(name="set", description="Set filters (only the options you give change)")
+    @app_commands.describe(
+        channel="A subscribed channel (needs Manage Channels); leave out for your DMs",
+        min_confidence="Lowest confidence, 0 to 1 (e.g. 0.7)",
+        tickers="Only these tickers, comma-separated (e.g. AAPL,TSLA); - clears",
+        catalyst_types="Only these catalysts (e.g. FDA,M&A); - clears",
+        sectors="Only these sectors (e.g. Healthcare,Technology); - clears",
+        min_rvol="Lowest relative volume (e.g. 1.5)",
+        max_price="Highest price (e.g. 20)",
+        signal_types="Only these types: BUY, SELL, WATCH (e.g. BUY); - clears",
+        exclude_tickers="Never these tickers (e.g. GME,AMC); - clears",
+    )
+    async def set_(
+        interaction: discord.Interaction[Any],
+        channel: TextChannel | None = None,
+        min_confidence: app_commands.Range[float, 0.0, 1.0] | None = None,
+        tickers: str | None = None,
+        catalyst_types: str | None = None,
+        sectors: str | None = None,
+        min_rvol: app_commands.Range[float, 0.0] | None = None,
+        max_price: app_commands.Range[float, 0.0] | None = None,
+        signal_types: str | None = None,
+        exclude_tickers: str | None = None,
+    ) -> None:
+        options: dict[str, str | float | None] = {
+            "min_confidence": min_confidence,
+            "tickers": tickers,
+            "catalyst_types": catalyst_types,
+            "sectors": sectors,
+            "min_rvol": min_rvol,
+            "max_price": max_price,
+            "signal_types": signal_types,
+            "exclude_tickers": exclude_tickers,
+        }
+
+        async def work() -> str:
+            destination = destination_for(interaction, channel, manage=True)
+            changes = changes_from(options)
+            flt = await subs.update_filter("discord", destination, changes)
+            return "Saved. " + filter_text(flt, place(channel))
+
+        await replier.run(interaction, work())
+
+    @set_.autocomplete("catalyst_types")
+    async def catalyst_types_autocomplete(
+        interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return catalyst_choices(current)
+
+    @group.command(name="reset", description="Remove all filters of your DMs or a channel")
+    @app_commands.describe(channel="A subscribed channel (needs Manage Channels); leave out for your DMs")
+    async def reset(interaction: discord.Interaction[Any], channel: TextChannel | None = None) -> None:
+        async def work() -> str:
+            destination = destination_for(interaction, channel, manage=True)
+            await subs.reset_filter("discord", destination)
+            return f"Filters on {place(channel)} removed: every signal arrives there."
+
+        await replier.run(interaction, work())
+
+    return group

@@ -1,0 +1,130 @@
+"""TelegramBot: the python-telegram-bot Application running in the hub's event loop.
+
+The composition root builds it from :class:`~core.settings.TelegramSettings`,
+registers :attr:`TelegramBot.channel` on the dispatcher, and awaits
+:meth:`TelegramBot.start` / :meth:`TelegramBot.stop` (never ``run_polling``,
+which would own the loop). In webhook mode it mounts
+:func:`bots.telegram.webhook.build_webhook_router` on the API app.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application, ApplicationBuilder
+
+from bots.telegram.channel import TelegramChannel
+from bots.telegram.handlers import TelegramHandlers
+from bots.telegram.texts import bot_commands
+from core.context import HubContext
+from core.settings import TelegramSettings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
+#: Libraries whose log lines may carry the request URL, which holds the token.
+_URL_LOGGERS = ("httpx", "telegram.request", "telegram.ext.Updater")
+
+
+class TokenRedactor(logging.Filter):
+    """Replaces the bot token in log records (httpx logs every request URL at INFO)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._token:
+            message = record.getMessage()
+            if self._token in message:
+                record.msg = message.replace(self._token, "<token>")
+                record.args = None
+        return True
+
+
+class TelegramBot:
+    def __init__(self, settings: TelegramSettings, ctx: HubContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        token = settings.token.get_secret_value()
+        builder = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(settings.base_url)
+            .base_file_url(settings.base_file_url)
+            .job_queue(None)
+        )
+        if settings.mode == "webhook":
+            builder = builder.updater(None)
+        self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.handlers = TelegramHandlers(ctx, settings)
+        self.handlers.install(self.application)
+        self.channel = TelegramChannel(self.application.bot)
+        self._redactor = TokenRedactor(token)
+        self._started = False
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        for name in _URL_LOGGERS:
+            logging.getLogger(name).addFilter(self._redactor)
+        app = self.application
+        await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
+        await app.bot.set_my_commands(bot_commands())
+        if self.settings.mode == "webhook":
+            await app.bot.set_webhook(
+                self.settings.webhook_url,
+                secret_token=self.settings.secret_token.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        else:
+            assert app.updater is not None
+            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await app.start()
+        self._started = True
+        log.info("telegram bot @%s started (%s)", app.bot.username, self.settings.mode)
+
+    async def stop(self) -> None:
+        app = self.application
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        finally:
+            self._started = False
+            for name in _URL_LOGGERS:
+                logging.getLogger(name).removeFilter(self._redactor)
+
+    def check_secret(self, secret_header: str | None) -> bool:
+        expected = self.settings.secret_token.get_secret_value()
+        if not expected or secret_header is None:
+            return False
+        return hmac.compare_digest(secret_header.encode(), expected.encode())
+
+    async def process_webhook_update(self, data: Any, secret_header: str | None) -> bool:
+        """Queue one webhook update. False when the secret is wrong (answer 403).
+
+        A body that is not an update is dropped (and True returned) so Telegram
+        does not redeliver it forever.
+        """
+        if not self.check_secret(secret_header):
+            return False
+        if not isinstance(data, dict):
+            log.warning("telegram webhook body is not a JSON object; dropped")
+            return True
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except Exception as exc:
+            log.warning(
+                "telegram webhook update not understood (%s); dropped", exc.__class__.__name__
+            )
+            return True
+        await self.application.update_queue.put(update)
+        return True

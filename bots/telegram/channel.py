@@ -1,0 +1,167 @@
+"""The Telegram delivery channel: one ``sendMessage`` per alert, failures classified.
+
+Limits (Telegram's published ceilings): 30 messages/s per bot, 1 message/s per
+chat and, for groups and channels (negative chat ids), 20 messages/min.
+
+A 429 carries only ``retry_after``; Telegram does not say which limit it hit. Its
+flood control is mostly per chat, so a 429 blocks that chat's scope and no other
+chat waits for it. When several different chats are refused within a short
+window, the bot as a whole is flooded and the 429 blocks the global scope instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import ClassVar
+
+from telegram import Bot
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+
+from bots.telegram.render import feedback_keyboard, render_alert, render_plain
+from core.channels import (
+    Alert,
+    Channel,
+    DestinationGone,
+    DestinationMoved,
+    PermanentError,
+    RateLimit,
+    RetryLater,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+GLOBAL_LIMIT = RateLimit("global", 30, 1.0)
+#: BadRequest descriptions that mean the bot can never post to the chat again.
+GONE_MARKERS = (
+    "chat not found",
+    "peer_id_invalid",
+    "user not found",
+    "not enough rights to send",
+    "have no rights to send",
+    "chat_write_forbidden",
+)
+
+
+def _retry_seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class FloodTracker:
+    """Tells a chat's 429 from the whole bot's: ``threshold`` distinct chats refused
+    within ``window`` seconds means the global limit was hit."""
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 3,
+        window: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._threshold = threshold
+        self._window = window
+        self._clock = clock
+        self._recent: deque[tuple[float, str]] = deque()
+
+    def scope_for(self, chat: str) -> str:
+        now = self._clock()
+        self._recent.append((now, chat))
+        while self._recent and self._recent[0][0] < now - self._window:
+            self._recent.popleft()
+        if len({c for _t, c in self._recent}) >= self._threshold:
+            return GLOBAL_LIMIT.scope
+        return f"chat:{chat}"
+
+
+class TelegramChannel(Channel):
+    platform: ClassVar[str] = "telegram"
+
+    def __init__(self, bot: Bot, *, flood: FloodTracker | None = None) -> None:
+        self._bot = bot
+        self._flood = flood or FloodTracker()
+
+    @staticmethod
+    def is_group(destination: str) -> bool:
+        """Groups, supergroups and channels have negative ids (or an ``@username``)."""
+        return destination.startswith(("-", "@"))
+
+    def limits_for(self, destination: str) -> Sequence[RateLimit]:
+        limits = [GLOBAL_LIMIT]
+        if self.is_group(destination):
+            limits.append(RateLimit(f"group:{destination}", 20, 60.0))
+        limits.append(RateLimit(f"chat:{destination}", 1, 1.0))
+        return tuple(limits)
+
+    @staticmethod
+    def _chat_id(destination: str) -> int | str:
+        try:
+            return int(destination)
+        except ValueError:
+            return destination  # "@channelusername"
+
+    async def send(self, alert: Alert) -> None:
+        chat_id = self._chat_id(alert.destination)
+        keyboard = feedback_keyboard(alert.signal.seq)
+        try:
+            await self._bot.send_message(
+                chat_id,
+                render_alert(alert.signal),
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                disable_web_page_preview=True,
+            )
+            return
+        except BadRequest as exc:
+            if self._gone(exc):
+                raise DestinationGone(f"telegram: {exc.message}") from None
+            log.warning(
+                "telegram rejected the HTML of delivery %d (%s); sending plain text",
+                alert.delivery_id,
+                exc.message,
+            )
+        except TelegramError as exc:
+            raise self._classify(alert.destination, exc) from None
+        try:  # once, as plain text: a broken entity never loses a message
+            await self._bot.send_message(chat_id, render_plain(alert.signal), reply_markup=keyboard)
+        except BadRequest as exc:
+            if self._gone(exc):
+                raise DestinationGone(f"telegram: {exc.message}") from None
+            raise PermanentError(f"telegram rejected the message: {exc.message}") from None
+        except TelegramError as exc:
+            raise self._classify(alert.destination, exc) from None
+
+    @staticmethod
+    def _gone(exc: BadRequest) -> bool:
+        text = exc.message.lower()
+        return any(marker in text for marker in GONE_MARKERS)
+
+    def _classify(self, destination: str, exc: TelegramError) -> Exception:
+        if isinstance(exc, RetryAfter):
+            return RetryLater(
+                _retry_seconds(exc.retry_after),
+                self._flood.scope_for(destination),
+                f"telegram 429: retry after {_retry_seconds(exc.retry_after):g}s",
+            )
+        if isinstance(exc, ChatMigrated):
+            return DestinationMoved(str(exc.new_chat_id))
+        if isinstance(exc, Forbidden):
+            return DestinationGone(f"telegram 403: {exc.message}")
+        if isinstance(exc, InvalidToken):
+            # The bot token is wrong or revoked: every send fails until fixed; keep retrying.
+            return TransientError("telegram refused the bot token (401/404)")
+        if isinstance(exc, NetworkError):  # includes TimedOut and 5xx
+            return TransientError(f"telegram: {exc.message}")
+        return TransientError(f"telegram: {exc.__class__.__name__}: {exc.message}")

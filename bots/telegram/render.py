@@ -1,0 +1,212 @@
+"""Telegram message rendering: alert HTML, its plain-text fallback and the feedback keyboard.
+
+Every user-supplied field goes through :func:`html.escape`, so tickers such as
+``TEL2_B`` and headlines with ``<``, ``&``, ``_`` or ``*`` arrive as written.
+Telegram counts the 4096-character limit in UTF-16 code units; texts are cut at a
+line or character boundary that never splits a tag or an entity.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from core.signals import Signal
+
+MAX_TEXT = 4096
+#: Telegram's limit on ``callback_data``, in bytes.
+MAX_CALLBACK_DATA = 64
+ELLIPSIS = "…"
+
+#: Button label and stored outcome, in keyboard order.
+BUTTONS: tuple[tuple[str, str], ...] = (("Win", "win"), ("Loss", "loss"), ("Skip", "skipped"))
+_OUTCOMES = frozenset(outcome for _label, outcome in BUTTONS)
+_CALLBACK_RE = re.compile(r"^fb:([a-z]+):(\d{1,19})$")
+_TYPE_MARK = {"BUY": "🟢", "SELL": "🔴", "WATCH": "👀"}
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def _cut_plain(text: str, budget: int) -> str:
+    """``text`` cut to ``budget`` UTF-16 units with an ellipsis; unchanged when it fits."""
+    if utf16_len(text) <= budget:
+        return text
+    room = budget - utf16_len(ELLIPSIS)
+    out = []
+    used = 0
+    for char in text:
+        width = utf16_len(char)
+        if used + width > room:
+            break
+        out.append(char)
+        used += width
+    return "".join(out).rstrip() + ELLIPSIS
+
+
+def _cut_escaped(raw: str, budget: int) -> str:
+    """The longest escaped prefix of ``raw`` (plus an ellipsis) within ``budget``."""
+    escaped = _esc(raw)
+    if utf16_len(escaped) <= budget:
+        return escaped
+    low, high = 0, len(raw)
+    while low < high:  # largest n with escape(raw[:n]) + ellipsis fitting
+        mid = (low + high + 1) // 2
+        if utf16_len(_esc(raw[:mid].rstrip())) + utf16_len(ELLIPSIS) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return _esc(raw[:low].rstrip()) + ELLIPSIS
+
+
+def _is_web_url(url: str | None) -> bool:
+    return bool(url) and str(url).lower().startswith(("http://", "https://"))
+
+
+def _details(signal: Signal, *, markup: bool) -> tuple[list[str], list[str]]:
+    """The lines before and after the headline."""
+    esc = _esc if markup else str
+
+    def bold(text: str) -> str:
+        return f"<b>{text}</b>" if markup else text
+
+    def code(text: str) -> str:
+        return f"<code>{text}</code>" if markup else text
+
+    kind = signal.signal_type.value
+    head = [
+        f"{_TYPE_MARK.get(kind, '•')} {bold(esc(kind) + ' ' + esc(signal.ticker))}"
+        f" · {signal.confidence * 100:.0f}% confidence",
+        f"Catalyst: {bold(esc(signal.catalyst_type))}",
+    ]
+    facts = []
+    if signal.price is not None:
+        facts.append(
+            f"Price ${signal.price:,.4g}" if signal.price < 1 else f"Price ${signal.price:,.2f}"
+        )
+    if signal.rvol is not None:
+        facts.append(f"RVOL {signal.rvol:.1f}x")
+    if signal.sector:
+        facts.append(f"Sector {esc(signal.sector)}")
+    if facts:
+        head.append(" · ".join(facts))
+    stamp = signal.timestamp.strftime("%Y-%m-%d %H:%M UTC")
+    tail = [f"🕒 {stamp}", f"ID: {code(esc(signal.signal_id))}"]
+    return head, tail
+
+
+def render_alert(signal: Signal) -> str:
+    """The alert in Telegram HTML, at most 4096 characters."""
+    head, tail = _details(signal, markup=True)
+    fixed = "\n".join(head) + "\n\n" + "\n".join(tail)
+    budget = MAX_TEXT - utf16_len(fixed) - 1  # the newline before the headline line
+    headline = signal.headline or ""
+    line = ""
+    if headline or _is_web_url(signal.url):
+        text = headline or "Source"
+        if _is_web_url(signal.url):
+            href = html.escape(str(signal.url), quote=True)
+            opening, closing = f'<a href="{href}">', "</a>"
+            room = budget - utf16_len(opening + closing)
+            if room >= min(utf16_len(_esc(text)), 40):
+                line = opening + _cut_escaped(text, room) + closing
+        if not line and headline:  # no link, or a link too long to keep
+            line = _cut_escaped(headline, budget)
+    parts = ["\n".join(head)]
+    if line:
+        parts.append(line)
+    parts.append("\n".join(tail))
+    out = "\n".join(parts[:-1]) + "\n\n" + parts[-1]
+    return out if utf16_len(out) <= MAX_TEXT else clip_html(out)
+
+
+def render_plain(signal: Signal) -> str:
+    """The same alert without markup: the fallback when Telegram rejects the HTML."""
+    head, tail = _details(signal, markup=False)
+    lines = list(head)
+    if signal.headline:
+        lines.append(signal.headline)
+    if signal.url:
+        lines.append(str(signal.url))
+    text = "\n".join(lines) + "\n\n" + "\n".join(tail)
+    return _cut_plain(text, MAX_TEXT)
+
+
+_TAG_RE = re.compile(r"<(/?)([a-z]+)[^>]*>")
+
+
+def clip_html(text: str, limit: int = MAX_TEXT) -> str:
+    """Cut Telegram HTML to ``limit`` UTF-16 units without splitting a tag or an entity.
+
+    Prefers a line break; tags left open at the cut are closed.
+    """
+    if utf16_len(text) <= limit:
+        return text
+    room = limit - utf16_len(ELLIPSIS) - 64  # space for closing tags
+    cut = 0
+    used = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in "<&":  # a tag or an entity is one indivisible token
+            end = text.find(">" if char == "<" else ";", i)
+            token = text[i : end + 1] if end != -1 else char
+        else:
+            token = char
+        width = utf16_len(token)
+        if used + width > room:
+            break
+        used += width
+        i += len(token)
+        cut = i
+    head = text[:cut]
+    newline = head.rfind("\n")
+    if newline > len(head) * 3 // 4:
+        head = head[:newline]
+    stack: list[str] = []
+    for match in _TAG_RE.finditer(head):
+        closing, name = match.group(1), match.group(2)
+        if closing and stack and stack[-1] == name:
+            stack.pop()
+        elif not closing:
+            stack.append(name)
+    if head.count("<") > head.count(">"):  # an unterminated tag: drop it
+        head = head[: head.rfind("<")]
+    return head.rstrip() + ELLIPSIS + "".join(f"</{name}>" for name in reversed(stack))
+
+
+def callback_data(outcome: str, seq: int) -> str:
+    data = f"fb:{outcome}:{seq}"
+    assert len(data.encode()) <= MAX_CALLBACK_DATA
+    return data
+
+
+def parse_callback_data(data: str | None) -> tuple[str, int] | None:
+    """``(outcome, seq)`` from a feedback button's data, None when it is not ours."""
+    match = _CALLBACK_RE.match(data or "")
+    if match is None or match.group(1) not in _OUTCOMES:
+        return None
+    return match.group(1), int(match.group(2))
+
+
+def feedback_keyboard(seq: int | None, chosen: str | None = None) -> InlineKeyboardMarkup | None:
+    """Win / Loss / Skip; the chosen outcome is marked. The signal's ``seq`` keeps the
+    callback data within 64 bytes whatever the length of the signal id."""
+    if seq is None:
+        return None
+    buttons = [
+        InlineKeyboardButton(
+            f"✅ {label}" if outcome == chosen else label,
+            callback_data=callback_data(outcome, seq),
+        )
+        for label, outcome in BUTTONS
+    ]
+    return InlineKeyboardMarkup([buttons])

@@ -1,0 +1,114 @@
+"""Reply texts for the Telegram commands (Telegram HTML; every dynamic value escaped)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from telegram import BotCommand
+
+from bots.telegram.render import MAX_TEXT, clip_html
+from core.filters import FIELD_HELP, SignalFilter
+from core.services import UserStats
+from core.signals import Signal
+
+#: (command, menu description, example) for setMyCommands and /help.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("start", "Welcome, or redeem a link code", "/start K7PQ2M9X"),
+    ("help", "Every command with an example", "/help"),
+    ("subscribe", "Receive alerts in this chat", "/subscribe"),
+    ("unsubscribe", "Stop alerts in this chat", "/unsubscribe"),
+    ("filters", "Show this chat's filters", "/filters"),
+    ("set", "Set or clear one filter field", "/set min_confidence 0.7"),
+    ("reset", "Restore the default filters", "/reset"),
+    ("feedback", "Record a trade outcome", "/feedback SIGNAL_ID win 12.5"),
+    ("stats", "Your win rate and average return", "/stats"),
+    ("recent", "Last signals matching this chat's filters", "/recent 5"),
+    ("link", "Link this account with Discord or the API", "/link"),
+)
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def bot_commands() -> list[BotCommand]:
+    return [BotCommand(name, description) for name, description, _example in COMMANDS]
+
+
+WELCOME = (
+    "👋 <b>Catalyst Signal Hub</b>\n"
+    "Catalyst trading alerts (FDA, M&amp;A, earnings…) right in this chat.\n\n"
+    "• /subscribe to start receiving alerts here\n"
+    "• /set min_confidence 0.7 to receive only strong signals\n"
+    "• tap Win / Loss / Skip under an alert to track your results, see /stats\n"
+    "• /help lists every command"
+)
+
+
+def help_text() -> str:
+    lines = ["<b>Commands</b>"]
+    for name, description, example in COMMANDS:
+        lines.append(f"/{name}: {esc(description)}. <code>{esc(example)}</code>")
+    lines.append("")
+    lines.append("<b>Filter fields</b> for /set (no value clears the field)")
+    for field, text in FIELD_HELP.items():
+        lines.append(f"<code>{field}</code>: {esc(text)}")
+    lines.append("")
+    lines.append("In groups only administrators may subscribe or change filters.")
+    return "\n".join(lines)
+
+
+def set_usage() -> str:
+    fields = ", ".join(f"<code>{f}</code>" for f in FIELD_HELP)
+    return (
+        "Usage: <code>/set &lt;field&gt; [value]</code>, e.g. "
+        "<code>/set tickers AAPL,TSLA</code>. No value clears the field.\n"
+        f"Fields: {fields}"
+    )
+
+
+FEEDBACK_USAGE = (
+    "Usage: <code>/feedback &lt;signal_id&gt; &lt;win|loss|breakeven|skipped&gt; "
+    "[return_pct]</code>, e.g. <code>/feedback abc123 win 12.5</code>"
+)
+RECENT_USAGE = "Usage: <code>/recent [n]</code> with n from 1 to {max}, e.g. <code>/recent 5</code>"
+ADMINS_ONLY = "Only this group's administrators can do that. Anyone can use /filters and /recent."
+
+
+def filter_text(flt: SignalFilter) -> str:
+    text = flt.to_text()
+    if not text:
+        return "Filters: none (every signal is delivered)"
+    return f"Filters: <code>{esc(text)}</code>"
+
+
+def stats_text(stats: UserStats) -> str:
+    o = stats.outcomes
+    avg = "n/a" if o.avg_return is None else f"{o.avg_return:+.2f}%"
+    win_rate = f"{o.win_rate * 100:.1f}%" if o.trades_executed else "n/a"
+    return (
+        "<b>Your stats</b>\n"
+        f"Signals received: {stats.signals_received}\n"
+        f"Trades: {o.trades_executed} ({o.wins} won, {o.losses} lost, "
+        f"{o.breakeven} breakeven), {o.skipped} skipped\n"
+        f"Win rate: {win_rate}\n"
+        f"Average return: {avg}"
+    )
+
+
+def recent_text(signals: Sequence[Signal], *, filtered: bool) -> str:
+    if not signals:
+        return "No signals match this chat's filters yet." if filtered else "No signals yet."
+    lines = [f"<b>Last {len(signals)} signal{'s' if len(signals) != 1 else ''}</b>"]
+    for s in signals:
+        price = f" ${s.price:g}" if s.price is not None else ""
+        headline = s.headline or ""
+        if len(headline) > 90:
+            headline = headline[:89].rstrip() + "…"
+        lines.append(
+            f"{esc(s.signal_type.value)} <b>{esc(s.ticker)}</b> {s.confidence * 100:.0f}% "
+            f"{esc(s.catalyst_type)}{price} · {esc(headline)}\n"
+            f"   <code>{esc(s.signal_id)}</code> {s.timestamp:%m-%d %H:%M}"
+        )
+    return clip_html("\n".join(lines), MAX_TEXT)

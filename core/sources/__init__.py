@@ -1,0 +1,1 @@
+"""Signal sources for the Catalyst job: built-ins ("demo", "jsonl") or a "module:callable"."""

@@ -1,0 +1,261 @@
+"""The ``catalyst`` command line.
+
+Every command reads the same settings (``--config PATH``, else ``./config.toml``
+when present, then ``CATALYST_*`` environment variables) and migrates the
+embedded SQLite database first when needed, so each works in a fresh folder.
+User mistakes print ``error: ...`` and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.auth import DEFAULT_SCOPES, parse_scopes
+from core.context import HubContext
+from core.errors import HubError
+from core.logs import configure_logging
+from core.scheduler import collect
+from core.settings import Settings, load_settings
+from core.signals import Signal
+from core.sources.loader import load_source
+from hub.build import build_context, prepare_database
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="catalyst",
+        description="Catalyst Signal Hub: publish trading signals and deliver them to "
+        "Discord, Telegram, WebSocket and REST subscribers.",
+    )
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML settings file (default: ./config.toml if present; "
+        "CATALYST_* environment variables override it)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run everything that is enabled, in one process")
+    run.add_argument(
+        "--roles",
+        help="comma-separated subset of api,dispatcher,bots,scheduler (default: all)",
+    )
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", help="apply all migrations")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    uc = user_sub.add_parser("create", help="create a user")
+    uc.add_argument("name", help="1-64 letters, digits or _.:@-")
+    uc.add_argument("--admin", action="store_true", help="give the user admin rights")
+
+    key = sub.add_parser("key", help="manage API keys")
+    key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    kc = key_sub.add_parser("create", help="create an API key (printed once)")
+    kc.add_argument("user", help="user name")
+    kc.add_argument(
+        "--scope",
+        default=",".join(DEFAULT_SCOPES),
+        help="comma-separated scopes from read,feedback,publish,admin (default: read,feedback)",
+    )
+    kl = key_sub.add_parser("list", help="list a user's API keys")
+    kl.add_argument("user", help="user name")
+    kr = key_sub.add_parser("revoke", help="revoke an API key by id")
+    kr.add_argument("key_id", type=int, help="the id shown by 'key list'")
+
+    pub = sub.add_parser("publish", help="publish a signal from flags or a JSON file")
+    pub.add_argument("--file", metavar="PATH", help="a JSON object, a JSON array, or JSON lines")
+    pub.add_argument("--signal-id", help="producer id; publishing the same id twice is a no-op")
+    pub.add_argument("--ticker", help="ticker symbol, e.g. AAPL")
+    pub.add_argument("--type", dest="signal_type", help="BUY, SELL or WATCH (default WATCH)")
+    pub.add_argument("--confidence", type=float, help="0..1")
+    pub.add_argument("--catalyst", dest="catalyst_type", help="FDA, M&A, EARNINGS, ...")
+    pub.add_argument("--source", help="where the signal came from (default cli)")
+    pub.add_argument("--price", type=float)
+    pub.add_argument("--rvol", type=float, help="relative volume")
+    pub.add_argument("--sector")
+    pub.add_argument("--headline")
+    pub.add_argument("--url")
+
+    src = sub.add_parser("source", help="the Catalyst job's source")
+    src_sub = src.add_subparsers(dest="source_command", metavar="ACTION", required=True)
+    src_sub.add_parser(
+        "run-once", help="run the configured source once and print what it would publish"
+    )
+    return p
+
+
+async def _with_context(settings: Settings, fn: Callable[[HubContext], Awaitable[int]]) -> int:
+    ctx = build_context(settings)
+    try:
+        await prepare_database(ctx)
+        return await fn(ctx)
+    finally:
+        await ctx.db.dispose()
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _read_signals_file(path: str) -> list[Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    stripped = text.strip()
+    if not stripped:
+        raise CliError(f"{path} is empty")
+    try:
+        data = json.loads(stripped)
+        return data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        items = []
+        for number, line in enumerate(stripped.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path} line {number} is not JSON: {exc.msg}") from None
+        return items
+
+
+def _signal_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    if args.ticker is None or args.confidence is None:
+        raise CliError("give --ticker and --confidence (or --file PATH)")
+    fields = (
+        "signal_id",
+        "ticker",
+        "signal_type",
+        "confidence",
+        "catalyst_type",
+        "source",
+        "price",
+        "rvol",
+        "sector",
+        "headline",
+        "url",
+    )
+    data = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    data.setdefault("source", "cli")
+    return data
+
+
+async def _publish(ctx: HubContext, items: list[Any]) -> int:
+    failures = 0
+    for index, item in enumerate(items):
+        try:
+            result = await ctx.publisher.publish(item)
+        except HubError as exc:
+            failures += 1
+            print(f"error: item {index}: {exc}", file=sys.stderr)
+            continue
+        state = "published" if result.created else "already published"
+        print(
+            f"{state}: {result.signal.signal_id} seq={result.signal.seq} "
+            f"deliveries={result.deliveries}"
+        )
+    return EXIT_USAGE if failures else 0
+
+
+async def _source_run_once(ctx: HubContext) -> int:
+    source = load_source(ctx.settings.scheduler, ctx.db)
+    items = await collect(source)
+    bad = 0
+    for index, item in enumerate(items):
+        try:
+            print(json.dumps(Signal.parse(item).to_public()))
+        except HubError as exc:
+            bad += 1
+            print(f"error: item {index} would be rejected: {exc}", file=sys.stderr)
+    print(f"{len(items) - bad} signal(s) would be published, {bad} rejected", file=sys.stderr)
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    cmd = args.command
+    if cmd == "run":
+        from hub.runtime import Hub, parse_roles
+
+        try:
+            roles = parse_roles(args.roles)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        configure_logging(settings)
+        asyncio.run(Hub(settings, roles).run_until_signalled())
+        return 0
+    if cmd == "db":
+
+        async def upgrade(ctx: HubContext) -> int:
+            await prepare_database(ctx, force=True)
+            print("database is up to date")
+            return 0
+
+        return asyncio.run(_with_context(settings, upgrade))
+    if cmd == "user":
+
+        async def create_user(ctx: HubContext) -> int:
+            user = await ctx.services.accounts.create_user(args.name, is_admin=args.admin)
+            print(f"created user {user.name} (id {user.id}{', admin' if user.is_admin else ''})")
+            return 0
+
+        return asyncio.run(_with_context(settings, create_user))
+    if cmd == "key":
+        return asyncio.run(_with_context(settings, lambda ctx: _key(ctx, args)))
+    if cmd == "publish":
+        items = _read_signals_file(args.file) if args.file else [_signal_from_flags(args)]
+        return asyncio.run(_with_context(settings, lambda ctx: _publish(ctx, items)))
+    if cmd == "source":
+        return asyncio.run(_with_context(settings, _source_run_once))
+    raise CliError(f"unknown command {cmd}")  # pragma: no cover - argparse prevents it
+
+
+async def _key(ctx: HubContext, args: argparse.Namespace) -> int:
+    if args.key_command == "create":
+        scopes = parse_scopes(args.scope)
+        user = await ctx.services.accounts.find_user(args.user)
+        key, info = await ctx.auth.create_key(user.id, scopes)
+        print(f"API key {info.id} for {user.name} (scopes {','.join(info.scopes)}).")
+        print("Store it now; it is shown only once:")
+        print(key)
+        return 0
+    if args.key_command == "list":
+        user = await ctx.services.accounts.find_user(args.user)
+        for k in await ctx.auth.list_keys(user.id):
+            state = "revoked" if k.revoked else "active"
+            print(f"{k.id}\t{k.prefix}…\t{','.join(k.scopes)}\t{state}\t{k.created_at:%Y-%m-%d}")
+        return 0
+    info = await ctx.auth.revoke_key(args.key_id)
+    print(f"revoked API key {info.id}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        return _dispatch(args, settings)
+    except (HubError, CliError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Run the hub: build from Settings, start what is enabled, stop cleanly on SIGINT/SIGTERM.
+
+Roles (``catalyst run --roles``) split one process into the Procfile's processes:
+
+* ``api``        HTTP API and WebSocket stream (plus the Telegram webhook route)
+* ``dispatcher`` the outbox dispatcher with every enabled channel's sender
+* ``bots``       the Telegram and Discord bots (commands, buttons)
+* ``scheduler``  the Catalyst job
+
+``catalyst run`` with no roles is all of them in one process. The chat bots are
+both command handlers and delivery channels, so ``bots`` implies their channels
+are registered wherever ``dispatcher`` runs in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.channels import ConsoleChannel
+from core.context import HubContext
+from core.live_tail import SignalTail
+from core.scheduler import CatalystJob, CatalystScheduler
+from core.settings import Settings
+from core.sources.loader import load_source
+from hub.build import build_context, prepare_database
+
+log = logging.getLogger(__name__)
+
+ROLES = ("api", "dispatcher", "bots", "scheduler")
+CONSOLE_USER = "console"
+CONSOLE_DESTINATION = "stdout"
+
+
+def parse_roles(text: str | None) -> frozenset[str]:
+    if not text:
+        return frozenset(ROLES)
+    roles = {r.strip().lower() for r in text.split(",") if r.strip()}
+    unknown = roles - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"unknown role(s) {', '.join(sorted(unknown)) or '(none)'}; roles are {', '.join(ROLES)}")
+    return frozenset(roles)
+
+
+class Hub:
+    def __init__(self, settings: Settings, roles: frozenset[str] = frozenset(ROLES)) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.ctx: HubContext | None = None
+        self.api_server: Any = None
+        self._stops: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(self) -> HubContext:
+        settings = self.settings
+        ctx = build_context(settings)
+        self.ctx = ctx
+        self._stops.append(ctx.db.dispose)
+        await prepare_database(ctx)
+        if not settings.auth.jwt_secret.get_secret_value():
+            log.warning(
+                "auth.jwt_secret is not set: JWTs use a random per-process secret and stop "
+                "working on restart (fine for development; set CATALYST_AUTH__JWT_SECRET)"
+            )
+
+        if settings.console.enabled and "dispatcher" in self.roles:
+            ctx.dispatcher.register(ConsoleChannel())
+            if settings.console.auto_subscribe:
+                user = await ctx.services.accounts.ensure_user(CONSOLE_USER)
+                await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
+
+        telegram_bot = None
+        run_bots = "bots" in self.roles
+        if settings.telegram.enabled and (run_bots or "dispatcher" in self.roles):
+            from bots.telegram.bot import TelegramBot
+
+            telegram_bot = TelegramBot(settings.telegram, ctx)
+            if "dispatcher" in self.roles:
+                ctx.dispatcher.register(telegram_bot.channel)
+            await telegram_bot.start()
+            self._stops.append(telegram_bot.stop)
+
+        if settings.discord.enabled and (run_bots or "dispatcher" in self.roles):
+            from bots.discord.bot import DiscordBot
+
+            discord_bot = DiscordBot(settings.discord, ctx)
+            if "dispatcher" in self.roles:
+                ctx.dispatcher.register(discord_bot.channel)
+            await discord_bot.start()
+            self._stops.append(discord_bot.stop)
+
+        if "dispatcher" in self.roles:
+            await ctx.dispatcher.start()
+            self._stops.append(ctx.dispatcher.stop)
+
+        if settings.scheduler.enabled and "scheduler" in self.roles:
+            source = load_source(settings.scheduler, ctx.db)
+            scheduler = CatalystScheduler(CatalystJob(source, ctx.publisher), settings.scheduler)
+            scheduler.start()
+            self._stops.append(_async(scheduler.stop))
+
+        if settings.api.enabled and "api" in self.roles:
+            from api.app import create_app
+            from api.server import ApiServer
+
+            routers = []
+            if telegram_bot is not None and settings.telegram.mode == "webhook":
+                from bots.telegram.webhook import build_webhook_router
+
+                routers.append(build_webhook_router(telegram_bot))
+            if "scheduler" not in self.roles or not settings.scheduler.enabled:
+                # Signals published by other processes reach this one's WebSocket clients.
+                tail = SignalTail(ctx.db, ctx.bus)
+                await tail.start()
+                self._stops.append(tail.stop)
+            self.api_server = ApiServer(
+                create_app(ctx, extra_routers=routers), settings.api.host, settings.api.port
+            )
+            await self.api_server.start()
+            self._stops.append(self.api_server.stop)
+
+        log.info(
+            "catalyst hub running (roles: %s; channels: %s; database: %s)",
+            ",".join(sorted(self.roles)),
+            ",".join(ctx.dispatcher.platforms) or "none",
+            "sqlite" if ctx.db.is_sqlite else "postgresql",
+        )
+        return ctx
+
+    async def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                await stop()
+            except Exception:
+                log.exception("error while stopping")
+        log.info("catalyst hub stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop_event.set)
+        try:
+            await self.start()
+            await stop_event.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def _run() -> None:
+        fn()
+
+    return _run

@@ -1,0 +1,265 @@
+"""The dispatcher's delivery rules, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from core.channels import (
+    Alert,
+    DestinationGone,
+    DestinationMoved,
+    PermanentError,
+    RateLimit,
+    RetryLater,
+    TransientError,
+)
+from core.context import HubContext
+from core.dispatcher import Dispatcher
+from core.filters import SignalFilter
+from core.settings import DispatcherSettings
+from storage.models import Delivery, DeliveryStatus, Subscription
+from tests.fakes import RecordingChannel, signal, wait_for
+
+
+async def _sub(ctx: HubContext, dest: str, platform: str = "fake", flt: str = "") -> int:
+    user = await ctx.services.accounts.resolve(platform, dest)
+    info, _ = await ctx.services.subscriptions.subscribe(
+        platform, dest, user.id, SignalFilter.from_text(flt)
+    )
+    return info.id
+
+
+async def _deliveries(ctx: HubContext) -> list[Delivery]:
+    async with ctx.db.session() as session:
+        rows = await session.execute(select(Delivery).order_by(Delivery.id))  # type: ignore[arg-type]
+        return list(rows.scalars().all())
+
+
+def _dispatcher(ctx: HubContext, clock=None, **settings: object) -> Dispatcher:  # type: ignore[no-untyped-def]
+    kwargs = {"clock": clock} if clock else {}
+    return Dispatcher(ctx.db, DispatcherSettings(**settings), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_sends_pending_deliveries_and_marks_them_sent(any_ctx: HubContext) -> None:
+    channel = RecordingChannel()
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await _sub(any_ctx, "b", flt="tickers=TSLA")
+    await any_ctx.publisher.publish(signal("s1"))
+    await any_ctx.publisher.publish(signal("s2", ticker="TSLA"))
+    assert await dispatcher.run_once("fake") == 3
+    assert channel.sent_to("a") == ["s1", "s2"]
+    assert channel.sent_to("b") == ["s2"]
+    rows = await _deliveries(any_ctx)
+    assert {r.status for r in rows} == {DeliveryStatus.SENT.value}
+    assert all(r.sent_at is not None for r in rows)
+    assert await dispatcher.run_once("fake") == 0  # nothing is sent twice
+
+
+async def test_stale_deliveries_expire_instead_of_sending(any_ctx: HubContext) -> None:
+    channel = RecordingChannel()
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    dispatcher = _dispatcher(any_ctx, clock=lambda: later, ttl_seconds=60)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.publisher.publish(signal("old"))
+    await dispatcher.run_once("fake")
+    assert channel.sent == []
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.EXPIRED.value
+    assert row.last_error is not None and "TTL" in row.last_error
+
+
+async def test_sweeper_expires_deliveries_of_channels_that_are_down(any_ctx: HubContext) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    dispatcher = _dispatcher(any_ctx, clock=lambda: later, ttl_seconds=60)
+    await _sub(any_ctx, "a", platform="offline")
+    await any_ctx.publisher.publish(signal("old"))
+    assert await dispatcher.expire_stale() == 1
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.EXPIRED.value
+
+
+async def test_gone_destination_deactivates_the_subscription(any_ctx: HubContext) -> None:
+    def behaviour(alert: Alert) -> None:
+        if alert.destination == "blocked":
+            raise DestinationGone("bot was blocked by the user")
+
+    channel = RecordingChannel(behaviour=behaviour)
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    blocked = await _sub(any_ctx, "blocked")
+    await _sub(any_ctx, "fine")
+    await any_ctx.publisher.publish(signal("g1"))
+    await any_ctx.publisher.publish(signal("g2"))
+    await dispatcher.run_once("fake")
+    assert len([a for a in channel.attempts if a.destination == "blocked"]) == 1  # not retried
+    assert channel.sent_to("fine") == ["g1", "g2"]
+    async with any_ctx.db.session() as session:
+        sub = await session.get(Subscription, blocked)
+        assert sub is not None and not sub.active
+        assert sub.deactivated_reason == "bot was blocked by the user"
+    statuses = {r.status for r in await _deliveries(any_ctx) if r.subscription_id == blocked}
+    assert statuses == {DeliveryStatus.DEAD.value}
+    assert (await any_ctx.publisher.publish(signal("g3"))).deliveries == 1
+
+
+async def test_retry_after_blocks_only_its_scope(any_ctx: HubContext) -> None:
+    limited = {"count": 0}
+
+    def behaviour(alert: Alert) -> None:
+        if alert.destination == "slow" and limited["count"] == 0:
+            limited["count"] += 1
+            raise RetryLater(0.4, scope="chat:slow")
+
+    channel = RecordingChannel(
+        behaviour=behaviour,
+        limits=lambda d: (RateLimit("global", 100, 1.0), RateLimit(f"chat:{d}", 100, 1.0)),
+    )
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "slow")
+    await _sub(any_ctx, "fast")
+    await any_ctx.publisher.publish(signal("r1"))
+    await any_ctx.publisher.publish(signal("r2"))
+    await dispatcher.run_once("fake")
+    # The other chat is unaffected; the limited chat keeps its order and waits.
+    assert channel.sent_to("fast") == ["r1", "r2"]
+    assert channel.sent_to("slow") == []
+    assert dispatcher.limiter("fake").blocked_for(["chat:slow"]) > 0.2
+    assert dispatcher.limiter("fake").blocked_for(["chat:fast", "global"]) <= 0
+    pending = [r for r in await _deliveries(any_ctx) if r.status != DeliveryStatus.SENT.value]
+    assert len(pending) == 2
+    assert all(r.attempts == 0 for r in pending)  # a rate limit is not a failed attempt
+    assert all(r.next_attempt_at > datetime.now(UTC) for r in pending)
+    await asyncio.sleep(0.5)
+    await dispatcher.run_once("fake")
+    assert channel.sent_to("slow") == ["r1", "r2"]
+
+
+async def test_transient_failures_back_off_then_die(any_ctx: HubContext) -> None:
+    def behaviour(alert: Alert) -> None:
+        raise TransientError("502 Bad Gateway")
+
+    clock_offset = {"s": 0.0}
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=clock_offset["s"])
+
+    channel = RecordingChannel(behaviour=behaviour)
+    dispatcher = _dispatcher(any_ctx, clock=clock, max_attempts=3, backoff_base_seconds=10)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.publisher.publish(signal("t1"))
+    await dispatcher.run_once("fake")
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.FAILED.value and row.attempts == 1
+    assert row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=7)
+    assert await dispatcher.run_once("fake") == 0  # not due yet
+    for _ in range(2):
+        clock_offset["s"] += 100
+        await dispatcher.run_once("fake")
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.DEAD.value and row.attempts == 3
+    assert row.last_error == "502 Bad Gateway"
+    assert len(channel.attempts) == 3
+
+
+async def test_unexpected_exceptions_are_transient(any_ctx: HubContext) -> None:
+    def behaviour(alert: Alert) -> None:
+        raise RuntimeError("boom")
+
+    channel = RecordingChannel(behaviour=behaviour)
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.publisher.publish(signal("x1"))
+    await dispatcher.run_once("fake")
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.FAILED.value
+    assert row.last_error == "RuntimeError: boom"
+
+
+async def test_permanent_error_gives_up_on_that_message_only(any_ctx: HubContext) -> None:
+    def behaviour(alert: Alert) -> None:
+        if alert.signal.signal_id == "p1":
+            raise PermanentError("message rejected")
+
+    channel = RecordingChannel(behaviour=behaviour)
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.publisher.publish(signal("p1"))
+    await any_ctx.publisher.publish(signal("p2"))
+    await dispatcher.run_once("fake")
+    assert channel.sent_to("a") == ["p2"]
+    rows = await _deliveries(any_ctx)
+    assert [r.status for r in rows] == [DeliveryStatus.DEAD.value, DeliveryStatus.SENT.value]
+
+
+async def test_moved_destination_is_followed(any_ctx: HubContext) -> None:
+    def behaviour(alert: Alert) -> None:
+        if alert.destination == "-100":
+            raise DestinationMoved("-100200")
+
+    channel = RecordingChannel(behaviour=behaviour)
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    sub_id = await _sub(any_ctx, "-100")
+    await any_ctx.publisher.publish(signal("m1"))
+    await dispatcher.run_once("fake")
+    assert channel.sent_to("-100200") == ["m1"]
+    async with any_ctx.db.session() as session:
+        sub = await session.get(Subscription, sub_id)
+        assert sub is not None and sub.destination == "-100200" and sub.active
+
+
+async def test_one_failing_channel_never_stalls_another(any_ctx: HubContext) -> None:
+    stuck = RecordingChannel("stuck", delay=30)
+    broken = RecordingChannel("broken", behaviour=lambda a: (_ for _ in ()).throw(TransientError("down")))
+    healthy = RecordingChannel("healthy")
+    dispatcher = _dispatcher(any_ctx, poll_seconds=0.05)
+    for ch in (stuck, broken, healthy):
+        dispatcher.register(ch)
+        await _sub(any_ctx, f"{ch.platform}-dest", platform=ch.platform)
+    any_ctx.publisher.set_wake(dispatcher.wake)
+    await dispatcher.start()
+    try:
+        await any_ctx.publisher.publish(signal("i1"))
+        await any_ctx.publisher.publish(signal("i2"))
+        await wait_for(lambda: len(healthy.sent) == 2, timeout=5)
+        assert stuck.sent == [] and broken.sent == []
+    finally:
+        await dispatcher.stop()
+
+
+async def test_dispatcher_wakes_on_publish(any_ctx: HubContext) -> None:
+    channel = RecordingChannel()
+    dispatcher = _dispatcher(any_ctx, poll_seconds=30)  # only a wake can deliver quickly
+    dispatcher.register(channel)
+    any_ctx.publisher.set_wake(dispatcher.wake)
+    await _sub(any_ctx, "a")
+    await dispatcher.start()
+    try:
+        await asyncio.sleep(0.1)
+        await any_ctx.publisher.publish(signal("w1"))
+        await wait_for(lambda: channel.sent_to("a") == ["w1"], timeout=5)
+    finally:
+        await dispatcher.stop()
+
+
+async def test_inactive_subscription_deliveries_are_dropped(any_ctx: HubContext) -> None:
+    channel = RecordingChannel()
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.publisher.publish(signal("d1"))
+    await any_ctx.services.subscriptions.unsubscribe("fake", "a")
+    await dispatcher.run_once("fake")
+    assert channel.sent == []
+    (row,) = await _deliveries(any_ctx)
+    assert row.status == DeliveryStatus.DEAD.value

@@ -1,0 +1,1 @@
+"""Tests of the Telegram front against a fake Bot API server."""
