@@ -40,7 +40,9 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise HTTPException(
-            401, "missing credentials: send 'Authorization: Bearer <API key or token>'", UNAUTHORIZED
+            401,
+            "missing credentials: send 'Authorization: Bearer <API key or token>'",
+            UNAUTHORIZED,
         )
     ctx = get_ctx(request)
     principal = await ctx.auth.authenticate(credentials.credentials)

@@ -75,7 +75,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error(
-            "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
             exc_info=exc,
         )
         return _error(500, "internal server error; it has been logged")

@@ -43,7 +43,12 @@ class KeyedRateLimiter:
     """A sliding window per key (an API key id, a user), forgetting idle keys."""
 
     def __init__(
-        self, max_events: int, period: float, *, clock: Clock = time.monotonic, max_keys: int = 10_000
+        self,
+        max_events: int,
+        period: float,
+        *,
+        clock: Clock = time.monotonic,
+        max_keys: int = 10_000,
     ) -> None:
         self.max_events = max_events
         self.period = period

@@ -34,6 +34,7 @@ from api.schemas import (
     TokenResponse,
     UserConfig,
 )
+from api.streams import set_user_filter, user_stream
 from api.ws import ConnectionManager
 from core.auth import KEY_PREFIX
 from core.filters import SignalFilter
@@ -56,7 +57,7 @@ def _manager(request: Request) -> ConnectionManager:
 @router.get("/config", response_model=ConfigResponse, responses=_ERRORS)
 async def get_config(ctx: Ctx, principal: Reader) -> ConfigResponse:
     """The filter applied to your REST queries and WebSocket stream."""
-    stream = await ctx.services.subscriptions.stream(principal.user.id)
+    stream = await user_stream(ctx, principal.user.id)
     return ConfigResponse(
         user_id=principal.user.id, filters=FilterModel.of(stream.filter), active=stream.active
     )
@@ -68,7 +69,7 @@ async def update_config(
 ) -> ConfigUpdated:
     """Replace your stream filter; open WebSocket connections use it at once."""
     flt = SignalFilter.from_mapping(config.filters.model_dump(exclude_none=True))
-    stored = await ctx.services.subscriptions.set_stream_filter(principal.user.id, flt)
+    stored = await set_user_filter(ctx, principal.user.id, flt)
     _manager(request).set_user_filter(principal.user.id, stored)
     return ConfigUpdated(
         status="updated",
@@ -87,7 +88,9 @@ async def submit_feedback(body: FeedbackIn, ctx: Ctx, principal: FeedbackWriter)
         if outcome.return_pct is not None:
             return_pct = outcome.return_pct
         outcome = outcome.outcome
-    info = await ctx.services.feedback.record(principal.user.id, body.signal_id, outcome, return_pct)
+    info = await ctx.services.feedback.record(
+        principal.user.id, body.signal_id, outcome, return_pct
+    )
     return FeedbackOut(
         status="received",
         signal_id=info.signal_id,
@@ -121,7 +124,9 @@ async def issue_token(
         credentials.credentials if credentials is not None else None
     )
     if not key:
-        raise HTTPException(401, "send the API key as api_key or as a Bearer credential", UNAUTHORIZED)
+        raise HTTPException(
+            401, "send the API key as api_key or as a Bearer credential", UNAUTHORIZED
+        )
     if not key.startswith(KEY_PREFIX):
         raise HTTPException(400, f"exchange an API key (it starts with {KEY_PREFIX}), not a token")
     principal = await ctx.auth.authenticate_key(key)
@@ -139,4 +144,3 @@ async def link_account(body: LinkRequest, ctx: Ctx, principal: AnyPrincipal) -> 
     """Redeem a code from the chat bots' /link so one user owns both accounts."""
     user = await ctx.services.accounts.redeem_link_code(body.code, principal.user.id)
     return LinkResponse(status="linked", user_id=user.id, name=user.name)
-

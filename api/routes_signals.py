@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 
 from api.deps import Ctx, Publisher, Reader
 from api.schemas import ErrorResponse, SignalIn, SignalOut
+from api.streams import user_stream
+from core.errors import InvalidInput
 from core.signals import SIGNAL_ID_RE, normalize_ticker
 
 MAX_LIMIT = 100
@@ -63,7 +65,7 @@ async def list_signals(
             symbol = normalize_ticker(ticker)
         except ValueError as exc:
             raise HTTPException(400, f"ticker: {exc}") from None
-    stream = await ctx.services.subscriptions.stream(principal.user.id)
+    stream = await user_stream(ctx, principal.user.id)
     signals = await ctx.services.signals.query(
         limit=limit,
         flt=stream.filter,
@@ -99,6 +101,11 @@ async def publish_signal(
 ) -> dict[str, Any]:
     """Store, route and stream a signal. Publishing a ``signal_id`` again returns the
     stored signal with status 200 and sends nothing again."""
+    if body.timestamp is not None and body.timestamp.tzinfo is not None:
+        try:
+            body.timestamp.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise InvalidInput("timestamp: is out of range", field="timestamp") from None
     data = body.model_dump(exclude_none=True)
     result = await ctx.publisher.publish(data)
     if not result.created:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket
 
 from core.auth import Principal
-from core.errors import InvalidInput
 from core.filters import CompiledFilter, SignalFilter
 from core.signals import Signal
 
@@ -94,6 +93,8 @@ class Client:
         self.side_buffer: deque[tuple[int, str]] | None = None
         self.recent_live: deque[int] = deque(maxlen=RECENT_LIVE)
         self.closing = False
+        #: Set when the queue overflowed; the close follows in a task.
+        self.dropped = False
         self.closed = asyncio.get_running_loop().create_future()
         self._pending: deque[str] = deque()
         self._wake = asyncio.Event()
@@ -112,7 +113,7 @@ class Client:
     # ---- queue ------------------------------------------------------------
     def enqueue(self, text: str) -> bool:
         """Queue ``text`` without waiting; a full queue drops the client."""
-        if self.closing:
+        if self.closing or self.dropped:
             return False
         if len(self._pending) >= self.capacity:
             self._on_overflow(self)
@@ -125,6 +126,8 @@ class Client:
     def buffer_live(self, seq: int, text: str) -> None:
         buffer = self.side_buffer
         assert buffer is not None
+        if self.dropped:
+            return
         if len(buffer) >= self.capacity:
             self._on_overflow(self)
             return
@@ -313,8 +316,9 @@ class ConnectionManager:
         await client.stop_sender()
 
     def _overflow(self, client: Client) -> None:
-        if client.closing:
+        if client.closing or client.dropped:
             return
+        client.dropped = True
         log.warning(
             "dropping slow WebSocket client %s (user %s): queue of %d full",
             client.id,
@@ -447,5 +451,4 @@ __all__ = [
     "Client",
     "ClientGone",
     "ConnectionManager",
-    "InvalidInput",
 ]

@@ -87,6 +87,12 @@ class Publisher:
         )
         return PublishResult(stored, True, count, elapsed)
 
+    async def warm(self) -> int:
+        """Load the routing index now (at start-up) rather than on the first publish."""
+        async with self._lock, self._db.session() as session:
+            await self._index.refresh(session=session)
+        return len(self._index)
+
     async def get(self, signal_id: str) -> Signal | None:
         async with self._db.session() as session:
             return await signals_repo.get_signal(signal_id, session=session)

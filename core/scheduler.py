@@ -49,7 +49,9 @@ async def collect(source: Source) -> list[Any]:
     if result is None:
         return []
     if isinstance(result, Mapping) or not isinstance(result, Iterable):
-        raise TypeError(f"source returned {type(result).__name__}, expected an iterable of mappings")
+        raise TypeError(
+            f"source returned {type(result).__name__}, expected an iterable of mappings"
+        )
     return list(result)
 
 

@@ -42,7 +42,9 @@ def parse_roles(text: str | None) -> frozenset[str]:
     roles = {r.strip().lower() for r in text.split(",") if r.strip()}
     unknown = roles - set(ROLES)
     if unknown or not roles:
-        raise ValueError(f"unknown role(s) {', '.join(sorted(unknown)) or '(none)'}; roles are {', '.join(ROLES)}")
+        raise ValueError(
+            f"unknown role(s) {', '.join(sorted(unknown)) or '(none)'}; roles are {', '.join(ROLES)}"
+        )
     return frozenset(roles)
 
 
@@ -91,6 +93,10 @@ class Hub:
                 ctx.dispatcher.register(discord_bot.channel)
             await discord_bot.start()
             self._stops.append(discord_bot.stop)
+
+        if self.roles & {"api", "scheduler"}:
+            count = await ctx.publisher.warm()
+            log.info("routing index loaded: %d active subscriptions", count)
 
         if "dispatcher" in self.roles:
             await ctx.dispatcher.start()

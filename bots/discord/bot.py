@@ -85,7 +85,8 @@ class DiscordBot:
         self.ctx = ctx
         self.ready_timeout = ready_timeout
         self.replier = Replier(defer_after)
-        options: dict[str, Any] = {"max_ratelimit_timeout": 30.0}
+        # No GUILDS intent means no GUILD_CREATE to wait for after READY.
+        options: dict[str, Any] = {"max_ratelimit_timeout": 30.0, "guild_ready_timeout": 0.1}
         options.update(client_options or {})
         self.client = HubClient(ctx, settings, self.replier, **options)
         self.channel = DiscordChannel(self.client)

@@ -9,12 +9,13 @@ it gives up on is classified here so the dispatcher can act:
 * 50007 cannot DM, 10003 unknown channel, any 404, any 403 -> DestinationGone
   (the subscription is deactivated with the reason, so it is never retried and
   never burns the invalid-request budget)
+* 401 (token revoked) -> RetryLater for the whole channel, so it is not hammered
 * 5xx, network errors -> TransientError; any other 4xx -> PermanentError
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import ClassVar
@@ -36,11 +37,16 @@ from core.channels import (
     TransientError,
 )
 
+log = logging.getLogger(__name__)
+
 CANNOT_DM = 50007
 UNKNOWN_CHANNEL = 10003
 GONE_CODES = frozenset({CANNOT_DM, UNKNOWN_CHANNEL, 10013, 50001})
 #: Used when a 429 carries no usable retry-after.
 DEFAULT_RETRY_AFTER = 1.0
+#: A rejected token fails every send; pause the whole channel rather than spend the
+#: invalid-request budget (10,000 401/403/429 in 10 minutes bans the IP).
+UNAUTHORIZED_PAUSE = 60.0
 
 
 def parse_destination(destination: str) -> tuple[str, int]:
@@ -66,19 +72,29 @@ class DiscordChannel(Channel):
         self,
         client: discord.Client,
         *,
-        global_per_second: int = 50,
+        posts_per_second: int = 40,
+        dm_opens_per_second: int = 10,
         per_destination: tuple[int, float] = (5, 5.0),
         dm_cache_size: int = 10_000,
     ) -> None:
         self._client = client
-        self._global = RateLimit("global", global_per_second, 1.0)
+        # Discord allows a bot 50 requests/s in all. A first send to a DM is two
+        # requests (open the DM channel, then post), so posts and DM opens get their
+        # own shares of that budget: 40 + 10 <= 50 even when every send opens a DM.
+        self._global = RateLimit("global", posts_per_second, 1.0)
+        self._dm_open = RateLimit("dm-open", dm_opens_per_second, 1.0)
         self._per_destination = per_destination
         self._dm_channels: OrderedDict[int, int] = OrderedDict()
         self._dm_cache_size = dm_cache_size
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
         calls, period = self._per_destination
-        return (self._global, RateLimit(destination, calls, period))
+        limits = [self._global]
+        kind, _, raw = destination.partition(":")
+        if kind == "dm" and raw.isdigit() and int(raw) not in self._dm_channels:
+            limits.append(self._dm_open)
+        limits.append(RateLimit(destination, calls, period))
+        return limits
 
     def cached_dm_channel(self, user_id: int) -> int | None:
         return self._dm_channels.get(user_id)
@@ -100,8 +116,10 @@ class DiscordChannel(Channel):
             if kind == "dm" and isinstance(error, DestinationGone):
                 self._dm_channels.pop(target, None)
             raise error from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise TransientError(f"network error talking to Discord: {exc.__class__.__name__}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransientError(
+                f"network error talking to Discord: {exc.__class__.__name__}"
+            ) from None
 
     async def _dm_channel(self, user_id: int) -> int:
         channel_id = self._dm_channels.get(user_id)
@@ -143,6 +161,11 @@ def classify(exc: discord.HTTPException, destination: str) -> DeliveryError:
     if status == 429:
         scope = "global" if _is_global(exc) else destination
         return RetryLater(_retry_after(exc), scope, reason=f"Discord 429 ({scope})")
+    if status == 401:
+        log.error("Discord rejected the bot token (401); pausing deliveries")
+        return RetryLater(
+            UNAUTHORIZED_PAUSE, "global", reason="Discord rejected the bot token (401)"
+        )
     if exc.code == CANNOT_DM:
         return DestinationGone(f"cannot DM this user (Discord {detail})")
     if exc.code in GONE_CODES or status == 404:

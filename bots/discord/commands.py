@@ -92,7 +92,9 @@ def register_commands(
 
         await replier.run(interaction, work())
 
-    @app_commands.command(name="unsubscribe", description="Stop signal alerts by DM or in a channel")
+    @app_commands.command(
+        name="unsubscribe", description="Stop signal alerts by DM or in a channel"
+    )
     @app_commands.describe(channel="The channel to stop (needs Manage Channels there)")
     async def unsubscribe(
         interaction: discord.Interaction[Any], channel: TextChannel | None = None
@@ -153,7 +155,9 @@ def register_commands(
 
         await replier.run(interaction, work())
 
-    @app_commands.command(name="recent", description="The latest signals (matching your DM filters)")
+    @app_commands.command(
+        name="recent", description="The latest signals (matching your DM filters)"
+    )
     @app_commands.describe(count=f"How many, 1-{RECENT_MAX}")
     async def recent(
         interaction: discord.Interaction[Any],
@@ -195,6 +199,15 @@ def register_commands(
 
         await replier.run(interaction, work())
 
-    for command in (subscribe, unsubscribe, feedback, stats, recent, link, help_):
+    commands: tuple[app_commands.Command[Any, ..., None], ...] = (
+        subscribe,
+        unsubscribe,
+        feedback,
+        stats,
+        recent,
+        link,
+        help_,
+    )
+    for command in commands:
         tree.add_command(command)
     tree.add_command(build_filters_group(hub, replier))

@@ -64,7 +64,9 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
 
     @group.command(name="show", description="Show the filters of your DMs or a channel")
     @app_commands.describe(channel="A subscribed channel; leave out for your DMs")
-    async def show(interaction: discord.Interaction[Any], channel: TextChannel | None = None) -> None:
+    async def show(
+        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+    ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=False)
             return filter_text(await subs.get_filter("discord", destination), place(channel))
@@ -121,8 +123,12 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
         return catalyst_choices(current)
 
     @group.command(name="reset", description="Remove all filters of your DMs or a channel")
-    @app_commands.describe(channel="A subscribed channel (needs Manage Channels); leave out for your DMs")
-    async def reset(interaction: discord.Interaction[Any], channel: TextChannel | None = None) -> None:
+    @app_commands.describe(
+        channel="A subscribed channel (needs Manage Channels); leave out for your DMs"
+    )
+    async def reset(
+        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+    ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
             await subs.reset_filter("discord", destination)

@@ -62,6 +62,7 @@ def signal_embed(signal: Signal) -> discord.Embed:
         title=clip(f"{signal.ticker} · {signal.signal_type.value}", TITLE_MAX),
         description=headline_markdown(signal) or None,
         colour=COLOURS.get(signal.signal_type, 0x95A5A6),
+        url=signal.url,
         timestamp=signal.timestamp,
     )
     fields = (

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
 #: Libraries whose log lines may carry the request URL, which holds the token.
-_URL_LOGGERS = ("httpx", "telegram.request", "telegram.ext.Updater")
+_URL_LOGGERS = (
+    "httpx",
+    "telegram.Bot",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Updater",
+    "telegram.ext.Application",
+)
 
 
 class TokenRedactor(logging.Filter):
@@ -50,6 +56,9 @@ class TelegramBot:
         self.settings = settings
         self.ctx = ctx
         token = settings.token.get_secret_value()
+        self._redactor = TokenRedactor(token)
+        for name in _URL_LOGGERS:  # before building: the Bot logs its URL when created
+            logging.getLogger(name).addFilter(self._redactor)
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -63,7 +72,6 @@ class TelegramBot:
         self.handlers = TelegramHandlers(ctx, settings)
         self.handlers.install(self.application)
         self.channel = TelegramChannel(self.application.bot)
-        self._redactor = TokenRedactor(token)
         self._started = False
 
     @property
@@ -72,7 +80,7 @@ class TelegramBot:
 
     async def start(self) -> None:
         for name in _URL_LOGGERS:
-            logging.getLogger(name).addFilter(self._redactor)
+            logging.getLogger(name).addFilter(self._redactor)  # again after a stop()
         app = self.application
         await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
         await app.bot.set_my_commands(bot_commands())

@@ -45,6 +45,10 @@ from core.channels import (
 log = logging.getLogger(__name__)
 
 GLOBAL_LIMIT = RateLimit("global", 30, 1.0)
+#: Spreads the 30 per second evenly (one send every 1/30 s) instead of bursting 30
+#: at each window boundary: a burst queues up in the event loop and on the wire, so
+#: its sends reach Telegram spread out and the next burst overlaps them (429s).
+PACE_LIMIT = RateLimit("global:pace", 1, 1.0 / 30)
 #: BadRequest descriptions that mean the bot can never post to the chat again.
 GONE_MARKERS = (
     "chat not found",
@@ -99,7 +103,7 @@ class TelegramChannel(Channel):
         return destination.startswith(("-", "@"))
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
-        limits = [GLOBAL_LIMIT]
+        limits = [GLOBAL_LIMIT, PACE_LIMIT]
         if self.is_group(destination):
             limits.append(RateLimit(f"group:{destination}", 20, 60.0))
         limits.append(RateLimit(f"chat:{destination}", 1, 1.0))

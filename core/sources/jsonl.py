@@ -118,7 +118,9 @@ class JsonlSource:
             return [], {"offset": offset, "inode": inode}
         if stat.st_ino != inode or stat.st_size < offset:
             if offset:
-                log.warning("jsonl source: %s was truncated or replaced; reading from start", self.path)
+                log.warning(
+                    "jsonl source: %s was truncated or replaced; reading from start", self.path
+                )
             offset = 0
         items: list[dict[str, Any]] = []
         with open(self.path, "rb") as fh:
@@ -134,10 +136,14 @@ class JsonlSource:
                 try:
                     item = json.loads(text)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    log.warning("jsonl source: skipping a malformed line at byte %d: %s", offset, exc)
+                    log.warning(
+                        "jsonl source: skipping a malformed line at byte %d: %s", offset, exc
+                    )
                     continue
                 if not isinstance(item, dict):
-                    log.warning("jsonl source: skipping a line that is not an object at byte %d", offset)
+                    log.warning(
+                        "jsonl source: skipping a line that is not an object at byte %d", offset
+                    )
                     continue
                 items.append(map_item(item))
         return items, {"offset": offset, "inode": stat.st_ino}

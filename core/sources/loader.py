@@ -25,7 +25,9 @@ def import_callable(path: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"scheduler.source: cannot import module {module_name!r} ({exc})") from None
+        raise ConfigError(
+            f"scheduler.source: cannot import module {module_name!r} ({exc})"
+        ) from None
     target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription
-from storage.repositories._dialect import dialect_name, insert_ignore
+from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription, UTCDateTime
+from storage.repositories._dialect import dialect_name
 
 _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
 
@@ -26,35 +28,50 @@ class Claimed:
     active: bool
 
 
+_ENQUEUE_SQLITE = """
+INSERT INTO deliveries
+    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at)
+SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now
+FROM subscriptions AS s
+WHERE s.id IN (SELECT value FROM json_each(:ids))
+ON CONFLICT (signal_seq, subscription_id) DO NOTHING
+"""
+
+_ENQUEUE_POSTGRES = """
+INSERT INTO deliveries
+    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at)
+SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now
+FROM subscriptions AS s
+WHERE s.id = ANY(:ids)
+ON CONFLICT (signal_seq, subscription_id) DO NOTHING
+"""
+
+
 async def enqueue(
     signal_seq: int,
-    targets: Sequence[tuple[int, str]],
+    subscription_ids: Sequence[int],
     now: datetime,
     *,
     session: AsyncSession,
 ) -> int:
-    """One pending delivery per (subscription id, platform); duplicates are skipped."""
-    if not targets:
+    """One pending delivery per subscription, in one set-based statement.
+
+    Rows that already exist (same signal and subscription) are skipped, so
+    enqueueing twice never duplicates a delivery. Returns how many were added.
+    """
+    if not subscription_ids:
         return 0
-    table = Delivery.__table__  # type: ignore[attr-defined]
-    rows = [
-        {
-            "signal_seq": signal_seq,
-            "subscription_id": sub_id,
-            "platform": platform,
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for sub_id, platform in targets
-    ]
-    stmt = insert_ignore(session, table, ["signal_seq", "subscription_id"]).returning(table.c.id)
-    total = 0
-    for start in range(0, len(rows), 5000):
-        result = await session.execute(stmt, rows[start : start + 5000])
-        total += len(result.all())
-    return total
+    ids = [int(i) for i in subscription_ids]
+    if dialect_name(session) == "postgresql":
+        stmt = text(_ENQUEUE_POSTGRES).bindparams(
+            bindparam("ids", type_=ARRAY(Integer)), bindparam("now", type_=UTCDateTime())
+        )
+        params: dict[str, object] = {"seq": signal_seq, "ids": ids, "now": now}
+    else:
+        stmt = text(_ENQUEUE_SQLITE).bindparams(bindparam("now", type_=UTCDateTime()))
+        params = {"seq": signal_seq, "ids": json.dumps(ids), "now": now}
+    result = await session.execute(stmt, params)
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
 async def claim_due(

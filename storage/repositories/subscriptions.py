@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Subscription, utcnow
@@ -40,6 +40,20 @@ async def changed_since(
         stmt = stmt.where(t.c.updated_at >= watermark)
     result = await session.execute(stmt)
     return [(r[0], r[1], r[2] or {}, bool(r[3]), r[4]) for r in result.all()]
+
+
+async def window_probe(since: datetime, *, session: AsyncSession) -> tuple[int, datetime | None]:
+    """(how many, newest updated_at) of subscriptions updated at or after ``since``."""
+    t = Subscription.__table__  # type: ignore[attr-defined]
+    row = (
+        await session.execute(
+            select(func.count(), func.max(t.c.updated_at)).where(t.c.updated_at >= since)
+        )
+    ).one()
+    newest = row[1]
+    if isinstance(newest, str):  # SQLite returns max() of a datetime column as text
+        newest = datetime.fromisoformat(newest)
+    return int(row[0]), newest
 
 
 async def deactivate(subscription_id: int, reason: str, *, session: AsyncSession) -> None:

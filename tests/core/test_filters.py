@@ -42,10 +42,17 @@ def test_each_field_rejects_and_explains(text: str, kw: dict[str, object], reaso
 
 def test_matching_is_case_insensitive() -> None:
     flt = SignalFilter.from_mapping(
-        {"tickers": ["aapl"], "catalyst_types": "fda", "signal_types": ["buy"], "sectors": ["HEALTHCARE"]}
+        {
+            "tickers": ["aapl"],
+            "catalyst_types": "fda",
+            "signal_types": ["buy"],
+            "sectors": ["HEALTHCARE"],
+        }
     )
     assert flt.tickers == ("AAPL",)
-    assert flt.matches(sig(ticker="Aapl", catalyst_type="Fda", signal_type="buy", sector="healthcare"))
+    assert flt.matches(
+        sig(ticker="Aapl", catalyst_type="Fda", signal_type="buy", sector="healthcare")
+    )
 
 
 def test_all_conditions_together() -> None:

@@ -27,11 +27,17 @@ def test_valid_signal_is_normalised() -> None:
     ("data", "message"),
     [
         ({"ticker": "1ABC", "confidence": 0.5}, "ticker: '1ABC' is not a ticker"),
-        ({"ticker": "AAPL", "confidence": 1.5}, "confidence: Input should be less than or equal to 1"),
+        (
+            {"ticker": "AAPL", "confidence": 1.5},
+            "confidence: Input should be less than or equal to 1",
+        ),
         ({"ticker": "AAPL", "confidence": -0.1}, "confidence"),
         ({"ticker": "AAPL", "confidence": 0.5, "price": -1}, "price"),
         ({"ticker": "AAPL", "confidence": 0.5, "rvol": -2}, "rvol"),
-        ({"ticker": "AAPL", "confidence": 0.5, "timestamp": "2026-01-01T00:00:00"}, "must include a timezone"),
+        (
+            {"ticker": "AAPL", "confidence": 0.5, "timestamp": "2026-01-01T00:00:00"},
+            "must include a timezone",
+        ),
         ({"ticker": "AAPL", "confidence": 0.5, "signal_type": "HOLD"}, "BUY, SELL, WATCH"),
         ({"ticker": "AAPL", "confidence": 0.5, "signal_id": "bad id!"}, "signal_id"),
         ({"ticker": "AAPL", "confidence": 0.5, "url": "ftp://x"}, "url: must start with http"),

@@ -220,7 +220,9 @@ async def test_moved_destination_is_followed(any_ctx: HubContext) -> None:
 
 async def test_one_failing_channel_never_stalls_another(any_ctx: HubContext) -> None:
     stuck = RecordingChannel("stuck", delay=30)
-    broken = RecordingChannel("broken", behaviour=lambda a: (_ for _ in ()).throw(TransientError("down")))
+    broken = RecordingChannel(
+        "broken", behaviour=lambda a: (_ for _ in ()).throw(TransientError("down"))
+    )
     healthy = RecordingChannel("healthy")
     dispatcher = _dispatcher(any_ctx, poll_seconds=0.05)
     for ch in (stuck, broken, healthy):

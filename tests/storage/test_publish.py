@@ -57,7 +57,7 @@ async def test_outbox_is_unique_per_signal_and_subscription(any_ctx: HubContext)
     from datetime import UTC, datetime
 
     async with any_ctx.db.transaction() as session:
-        added = await deliveries_repo.enqueue(seq, [(sub_id, "fake")], datetime.now(UTC), session=session)
+        added = await deliveries_repo.enqueue(seq, [sub_id], datetime.now(UTC), session=session)
     assert added == 0
     with pytest.raises(IntegrityError):
         async with any_ctx.db.transaction() as session:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,21 @@ import pytest
 from bots.telegram import TelegramBot
 from core.context import HubContext
 from core.settings import TelegramSettings
+from tests.conftest import _context, settings_for
 from tests.telegram import fake_bot_api as fake_api
 from tests.telegram.fake_bot_api import FakeBotApi, SentMessage
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path) -> AsyncIterator[HubContext]:
+    """The shared ``ctx`` with a quick dispatcher: short polls and backoff keep tests fast."""
+    settings = settings_for(tmp_path, dispatcher={"poll_seconds": 0.1, "backoff_base_seconds": 0.1})
+    context = await _context(settings)
+    try:
+        yield context
+    finally:
+        await context.dispatcher.stop()
+        await context.db.dispose()
 
 
 @pytest.fixture
@@ -75,3 +90,10 @@ async def bot(fake: FakeBotApi, ctx: HubContext) -> AsyncIterator[TelegramBot]:
 @pytest.fixture
 def tg(fake: FakeBotApi, bot: TelegramBot) -> Chat:
     return Chat(fake, bot)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll an async condition (database state written after a send) until it holds."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - the state is in the database
+            await asyncio.sleep(0.02)

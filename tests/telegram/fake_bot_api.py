@@ -64,7 +64,9 @@ def _error(status: int, description: str, **parameters: Any) -> dict[str, Any]:
 
 
 def too_many_requests(retry_after: int) -> tuple[int, dict[str, Any]]:
-    return 429, _error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+    return 429, _error(
+        429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
+    )
 
 
 def blocked() -> tuple[int, dict[str, Any]]:
@@ -73,7 +75,8 @@ def blocked() -> tuple[int, dict[str, Any]]:
 
 def migrated(new_chat_id: int) -> tuple[int, dict[str, Any]]:
     return 400, _error(
-        400, "Bad Request: group chat was upgraded to a supergroup chat",
+        400,
+        "Bad Request: group chat was upgraded to a supergroup chat",
         migrate_to_chat_id=new_chat_id,
     )
 
@@ -176,23 +179,23 @@ class FakeBotApi:
     def set_member(self, chat_id: int, user_id: int, status: str) -> None:
         self.members[(chat_id, user_id)] = status
 
-    async def wait_for(
-        self, predicate: Callable[[], Any], timeout: float = 5.0
-    ) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 5.0) -> Any:
         """Wait until ``predicate()`` is truthy (checked after every API call)."""
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within), self._changed:
             while True:
                 result = predicate()
                 if result:
                     return result
                 await self._changed.wait()
 
-    async def wait_sent(self, count: int = 1, chat_id: int | None = None, timeout: float = 5.0) -> list[SentMessage]:
+    async def wait_sent(
+        self, count: int = 1, chat_id: int | None = None, within: float = 5.0
+    ) -> list[SentMessage]:
         def ready() -> list[SentMessage] | None:
             found = [m for m in self.sent if chat_id is None or m.chat_id == chat_id]
             return found if len(found) >= count else None
 
-        result: list[SentMessage] = await self.wait_for(ready, timeout)
+        result: list[SentMessage] = await self.wait_for(ready, within)
         return result
 
     def sent_to(self, chat_id: int | str) -> list[SentMessage]:
@@ -230,7 +233,9 @@ class FakeBotApi:
                 self._changed.notify_all()
         return web.json_response(body, status=status)
 
-    def _scripted_for(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    def _scripted_for(
+        self, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]] | None:
         for item in self._scripted:
             if item.method.lower() != method or item.times <= 0:
                 continue
@@ -343,8 +348,10 @@ class FakeBotApi:
     async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> Any:
         previous = [e for e in self.edits if e.get("message_id") == params.get("message_id")]
         if previous and previous[-1].get("reply_markup") == params.get("reply_markup"):
-            return bad_request("message is not modified: specified new message content and "
-                               "reply markup are exactly the same")
+            return bad_request(
+                "message is not modified: specified new message content and "
+                "reply markup are exactly the same"
+            )
         self.edits.append(params)
         return True
 
@@ -361,10 +368,18 @@ class FakeBotApi:
         }
         if status == "administrator":
             member.update(
-                can_be_edited=False, is_anonymous=False, can_manage_chat=True,
-                can_delete_messages=True, can_manage_video_chats=True, can_restrict_members=True,
-                can_promote_members=False, can_change_info=True, can_invite_users=True,
-                can_post_stories=False, can_edit_stories=False, can_delete_stories=False,
+                can_be_edited=False,
+                is_anonymous=False,
+                can_manage_chat=True,
+                can_delete_messages=True,
+                can_manage_video_chats=True,
+                can_restrict_members=True,
+                can_promote_members=False,
+                can_change_info=True,
+                can_invite_users=True,
+                can_post_stories=False,
+                can_edit_stories=False,
+                can_delete_stories=False,
             )
         elif status == "creator":
             member["is_anonymous"] = False
@@ -387,8 +402,23 @@ class FakeBotApi:
         return chat
 
 
-_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
-                 "tg-spoiler", "span", "blockquote"}
+_ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "tg-spoiler",
+    "span",
+    "blockquote",
+}
 
 
 def _broken_html(text: str) -> bool:

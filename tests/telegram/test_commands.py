@@ -11,8 +11,17 @@ from tests.telegram.fake_bot_api import BOT_USERNAME, FakeBotApi
 async def test_start_registers_commands_and_polls(tg: Chat, fake: FakeBotApi) -> None:
     names = [c["command"] for c in fake.commands]
     assert names == [
-        "start", "help", "subscribe", "unsubscribe", "filters", "set", "reset",
-        "feedback", "stats", "recent", "link",
+        "start",
+        "help",
+        "subscribe",
+        "unsubscribe",
+        "filters",
+        "set",
+        "reset",
+        "feedback",
+        "stats",
+        "recent",
+        "link",
     ]
     assert all(c["description"] for c in fake.commands)
     reply = await tg.ask("/start")
@@ -102,9 +111,7 @@ async def test_stats(tg: Chat, ctx: HubContext) -> None:
     empty = await tg.ask("/stats")
     assert "Trades: 0" in empty.text and "Win rate: n/a" in empty.text
     for n, (outcome, ret) in enumerate([("win", "10"), ("loss", "-4"), ("skipped", "")]):
-        await ctx.publisher.publish(
-            {"signal_id": f"s{n}", "ticker": "AAPL", "confidence": 0.8}
-        )
+        await ctx.publisher.publish({"signal_id": f"s{n}", "ticker": "AAPL", "confidence": 0.8})
         await tg.ask(f"/feedback s{n} {outcome} {ret}".strip())
     stats = await tg.ask("/stats")
     assert "Trades: 2 (1 won, 1 lost, 0 breakeven), 1 skipped" in stats.text
@@ -116,8 +123,12 @@ async def test_recent_uses_the_chat_filter(tg: Chat, ctx: HubContext) -> None:
     assert "No signals yet" in (await tg.ask("/recent")).text
     for n, ticker in enumerate(["AAPL", "TSLA", "TEL2_B"]):
         await ctx.publisher.publish(
-            {"signal_id": f"r{n}", "ticker": ticker, "confidence": 0.5 + n / 10,
-             "headline": f"News <{n}> & more"}
+            {
+                "signal_id": f"r{n}",
+                "ticker": ticker,
+                "confidence": 0.5 + n / 10,
+                "headline": f"News <{n}> & more",
+            }
         )
     everything = await tg.ask("/recent")
     assert "Last 3 signals" in everything.text
@@ -156,9 +167,7 @@ async def test_commands_for_another_bot_are_ignored(tg: Chat, ctx: HubContext) -
     assert "Subscribed" in reply.text
 
 
-async def test_token_never_logged(
-    fake: FakeBotApi, ctx: HubContext, caplog: object
-) -> None:
+async def test_token_never_logged(fake: FakeBotApi, ctx: HubContext, caplog: object) -> None:
     import logging
 
     from tests.telegram.conftest import telegram_settings

@@ -1,0 +1,238 @@
+"""Telegram delivery benchmark: the real dispatcher and TelegramChannel against a fake
+Bot API that enforces Telegram's limits (30 msg/s per bot, 1 msg/s per chat,
+20 msg/min per group) and answers 429 with ``retry_after`` when one is exceeded.
+
+1. One signal to 600 private chats (floor: 600 / 30 per s = 20 s).
+2. Twenty signals to one group (floor: 20 / 1 per s = 20 s; 20 per minute allows them).
+
+Then, for comparison, the same 600 sends straight through python-telegram-bot: with its
+``AIORateLimiter`` and with no limiter at all.
+
+Prints figures only. Run: ``.venv/bin/python bench/telegram_delivery.py [--skip-compare]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+from telegram import Bot  # noqa: E402
+from telegram.error import RetryAfter, TelegramError  # noqa: E402
+from telegram.ext import AIORateLimiter, ExtBot  # noqa: E402
+from telegram.request import HTTPXRequest  # noqa: E402
+
+from bots.telegram import TelegramBot  # noqa: E402
+from core.context import HubContext  # noqa: E402
+from core.settings import Settings, TelegramSettings  # noqa: E402
+from hub.build import build_context, prepare_database  # noqa: E402
+from tests.telegram.fake_bot_api import FakeBotApi, SentMessage  # noqa: E402
+
+PRIVATE_CHATS = 600
+GROUP_SIGNALS = 20
+GROUP_ID = -1001234567890
+GLOBAL_RATE = 30.0
+CHAT_RATE = 1.0
+
+
+def settings_in(folder: Path) -> Settings:
+    return Settings(
+        database={"url": f"sqlite+aiosqlite:///{folder / 'bench.db'}"},
+        auth={"jwt_secret": "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"},
+        console={"enabled": False, "auto_subscribe": False},
+        scheduler={"enabled": False},
+    )
+
+
+async def wait_until(check: Callable[[], bool], limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+def report(
+    title: str,
+    started: float,
+    messages: list[SentMessage],
+    expected: int,
+    floor: float,
+    rate_limited: int,
+    key: Callable[[SentMessage], object],
+) -> None:
+    counts = Counter(key(m) for m in messages)
+    duplicates = sum(n - 1 for n in counts.values())
+    losses = max(0, expected - len(counts))
+    elapsed = (max(m.at for m in messages) - started) if messages else float("nan")
+    print(f"\n== {title}")
+    print(f"   delivered       {len(counts)}/{expected}")
+    print(f"   elapsed         {elapsed:.2f} s (publish -> last arrival)")
+    print(f"   floor           {floor:.2f} s")
+    print(f"   ratio           {elapsed / floor:.3f}x floor")
+    print(f"   429s            {rate_limited}")
+    print(f"   duplicates      {duplicates}")
+    print(f"   losses          {losses}")
+
+
+async def hub_run(folder: Path) -> None:
+    fake = FakeBotApi(enforce_limits=True)
+    await fake.start()
+    ctx: HubContext = build_context(settings_in(folder))
+    await prepare_database(ctx, force=True)
+    telegram = TelegramBot(
+        TelegramSettings(
+            enabled=True,
+            token=fake.token,
+            base_url=fake.base_url,
+            base_file_url=fake.base_file_url,
+        ),
+        ctx,
+    )
+    try:
+        await telegram.start()
+        owner = await ctx.services.accounts.ensure_user("bench")
+        for chat in range(1, PRIVATE_CHATS + 1):
+            await ctx.services.subscriptions.subscribe("telegram", str(1_000_000 + chat), owner.id)
+            await ctx.services.subscriptions.set_field(
+                "telegram", str(1_000_000 + chat), "tickers", "PRIV"
+            )
+        ctx.dispatcher.register(telegram.channel)
+        await ctx.dispatcher.start()
+
+        # 1. one signal to 600 private chats
+        started = time.monotonic()
+        result = await ctx.publisher.publish(
+            {"signal_id": "fanout-1", "ticker": "PRIV", "confidence": 0.9, "headline": "Fan-out"}
+        )
+        assert result.deliveries == PRIVATE_CHATS
+        done = await wait_until(lambda: len(fake.sent) >= PRIVATE_CHATS, 120)
+        await asyncio.sleep(0.5 if done else 0)  # let any duplicate show up
+        report(
+            f"hub dispatcher + TelegramChannel: 1 signal -> {PRIVATE_CHATS} private chats",
+            started,
+            list(fake.sent),
+            PRIVATE_CHATS,
+            PRIVATE_CHATS / GLOBAL_RATE,
+            fake.rate_limited,
+            key=lambda m: m.chat_id,
+        )
+
+        # 2. twenty signals to one group
+        await ctx.services.subscriptions.subscribe("telegram", str(GROUP_ID), owner.id)
+        await ctx.services.subscriptions.set_field("telegram", str(GROUP_ID), "tickers", "GRP")
+        before, limited = len(fake.sent), fake.rate_limited
+        started = time.monotonic()
+        for n in range(GROUP_SIGNALS):
+            await ctx.publisher.publish(
+                {"signal_id": f"group-{n}", "ticker": "GRP", "confidence": 0.9}
+            )
+        done = await wait_until(lambda: len(fake.sent) >= before + GROUP_SIGNALS, 120)
+        await asyncio.sleep(1.0 if done else 0)
+        group = [m for m in fake.sent[before:] if m.chat_id == GROUP_ID]
+        order = [m.text.split("ID: <code>")[1].split("<")[0] for m in group]
+        report(
+            f"hub dispatcher + TelegramChannel: {GROUP_SIGNALS} signals -> 1 group",
+            started,
+            group,
+            GROUP_SIGNALS,
+            GROUP_SIGNALS / CHAT_RATE,
+            fake.rate_limited - limited,
+            key=lambda m: m.text,
+        )
+        print(f"   in order        {order == [f'group-{n}' for n in range(GROUP_SIGNALS)]}")
+    finally:
+        await ctx.dispatcher.stop()
+        await telegram.stop()
+        await ctx.db.dispose()
+        await fake.stop()
+
+
+async def direct_run(title: str, make_bot: Callable[[FakeBotApi], Bot]) -> None:
+    """The 600 sends issued at once straight through python-telegram-bot."""
+    fake = FakeBotApi(enforce_limits=True)
+    await fake.start()
+    bot = make_bot(fake)
+    failures: Counter[str] = Counter()
+    try:
+        await bot.initialize()
+
+        async def send(chat: int) -> None:
+            try:
+                await bot.send_message(chat, f"alert for {chat}")
+            except RetryAfter:
+                failures["429 not retried"] += 1
+            except TelegramError as exc:
+                failures[exc.__class__.__name__] += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(send(1_000_000 + n) for n in range(1, PRIVATE_CHATS + 1)))
+        report(
+            title,
+            started,
+            list(fake.sent),
+            PRIVATE_CHATS,
+            PRIVATE_CHATS / GLOBAL_RATE,
+            fake.rate_limited,
+            key=lambda m: m.chat_id,
+        )
+        if failures:
+            print(f"   send errors     {dict(failures)}")
+    finally:
+        await bot.shutdown()
+        await fake.stop()
+
+
+def _request() -> HTTPXRequest:
+    return HTTPXRequest(connection_pool_size=256, pool_timeout=60, read_timeout=60)
+
+
+def with_aio_rate_limiter(fake: FakeBotApi) -> Bot:
+    return ExtBot(
+        fake.token,
+        base_url=fake.base_url,
+        request=_request(),
+        rate_limiter=AIORateLimiter(max_retries=5),
+    )
+
+
+def without_limiter(fake: FakeBotApi) -> Bot:
+    return Bot(fake.token, base_url=fake.base_url, request=_request())
+
+
+async def main(compare: bool) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    with tempfile.TemporaryDirectory() as folder:
+        await hub_run(Path(folder))
+    if compare:
+        runs: list[tuple[str, Callable[[FakeBotApi], Bot]]] = [
+            ("python-telegram-bot AIORateLimiter (defaults, max_retries=5)", with_aio_rate_limiter),
+            ("python-telegram-bot without a limiter", without_limiter),
+        ]
+        for title, factory in runs:
+            await direct_run(title, factory)
+
+
+def _run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-compare", action="store_true", help="only the hub's own run")
+    args = parser.parse_args()
+    _run(main(compare=not args.skip_compare))

@@ -1,0 +1,117 @@
+"""Start-up: login, READY, minimal intents, and the command sync payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bots.discord.bot import DiscordBot, DiscordStartError
+from tests.discord.conftest import BotFactory
+from tests.discord.fake_discord import TOKEN, FakeDiscord
+
+EXPECTED = {"subscribe", "unsubscribe", "filters", "feedback", "stats", "recent", "link", "help"}
+
+
+def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in items}
+
+
+async def test_global_sync_payload(bot: DiscordBot, fake: FakeDiscord) -> None:
+    assert len(fake.command_syncs) == 1
+    guild_id, payload = fake.command_syncs[0]
+    assert guild_id is None
+    commands = by_name(payload)
+    assert set(commands) == EXPECTED
+
+    subscribe = by_name(commands["subscribe"]["options"])
+    assert subscribe["channel"]["type"] == 7
+    assert subscribe["channel"]["required"] is False
+    assert sorted(subscribe["channel"]["channel_types"]) == [0, 5]
+
+    feedback = by_name(commands["feedback"]["options"])
+    assert feedback["signal_id"]["type"] == 3 and feedback["signal_id"]["autocomplete"] is True
+    assert feedback["signal_id"]["required"] is True
+    assert [c["value"] for c in feedback["outcome"]["choices"]] == [
+        "win",
+        "loss",
+        "breakeven",
+        "skipped",
+    ]
+    assert feedback["return_pct"]["type"] == 10 and feedback["return_pct"]["required"] is False
+
+    filters = by_name(commands["filters"]["options"])
+    assert set(filters) == {"show", "set", "reset"}
+    assert all(sub["type"] == 1 for sub in filters.values())
+    set_opts = by_name(filters["set"]["options"])
+    assert set(set_opts) == {
+        "channel",
+        "min_confidence",
+        "tickers",
+        "catalyst_types",
+        "sectors",
+        "min_rvol",
+        "max_price",
+        "signal_types",
+        "exclude_tickers",
+    }
+    assert not any(o["required"] for o in set_opts.values())
+    assert set_opts["min_confidence"]["type"] == 10
+    assert (set_opts["min_confidence"]["min_value"], set_opts["min_confidence"]["max_value"]) == (
+        0.0,
+        1.0,
+    )
+    assert set_opts["catalyst_types"]["autocomplete"] is True
+
+    recent = by_name(commands["recent"]["options"])
+    assert (
+        recent["count"]["type"],
+        recent["count"]["min_value"],
+        recent["count"]["max_value"],
+    ) == (
+        4,
+        1,
+        10,
+    )
+    assert by_name(commands["link"]["options"])["code"]["required"] is False
+    assert not commands["help"].get("options")
+
+
+async def test_guild_sync_is_per_guild(make_bot: BotFactory, fake: FakeDiscord) -> None:
+    await make_bot(guild_ids=[111, 222])
+    assert [g for g, _ in fake.command_syncs] == [111, 222]
+    for _, payload in fake.command_syncs:
+        assert {c["name"] for c in payload} == EXPECTED
+
+
+async def test_minimal_intents_and_heartbeat(bot: DiscordBot, fake: FakeDiscord) -> None:
+    assert fake.identifies[-1]["intents"] == 0  # nothing privileged, nothing at all
+    await fake.wait_for(lambda: fake.heartbeats >= 1)
+    assert bot.client.application_id == 910000000000000001
+    assert bot.running
+
+
+async def test_bad_token_fails_clearly_without_leaking_it(
+    make_bot: BotFactory, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(DiscordStartError) as info:
+        await make_bot(token="wrong-token-SECRET")
+    assert "token" in str(info.value)
+    assert "wrong-token-SECRET" not in str(info.value)
+    assert "wrong-token-SECRET" not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+async def test_start_times_out_when_gateway_never_readies(
+    make_bot: BotFactory, fake: FakeDiscord
+) -> None:
+    fake.hold_ready = True
+    with pytest.raises(DiscordStartError, match="not ready within"):
+        await make_bot(ready_timeout=0.5)
+
+
+async def test_constructing_connects_nothing(make_bot: BotFactory, fake: FakeDiscord) -> None:
+    bot = await make_bot(start=False)
+    assert fake.requests == []
+    assert not bot.running
+    await bot.stop()  # stopping a bot that never started is fine

@@ -1,0 +1,94 @@
+"""The jsonl source tails Catalyst-Bot's accepted items across restarts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.context import HubContext
+from core.scheduler import CatalystJob
+from core.sources.jsonl import JsonlSource, map_item
+
+
+def item(n: int, **kw: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "ts": f"2026-11-25T14:{n:02d}:00Z",
+        "ticker": "ABCD",
+        "title": f"ABCD receives FDA approval #{n}",
+        "source": "businesswire",
+        "link": f"https://example.com/{n}",
+        "price": 3.5,
+        "cls": {"score": 0.82, "sentiment": 0.4, "keywords": ["fda", "approval"]},
+    }
+    data.update(kw)
+    return data
+
+
+def write(path: Path, *items: dict[str, object], mode: str = "a", partial: str = "") -> None:
+    with open(path, mode, encoding="utf-8") as fh:
+        for it in items:
+            fh.write(json.dumps(it) + "\n")
+        fh.write(partial)
+
+
+def test_mapping_of_catalyst_bot_fields() -> None:
+    mapped = map_item(item(1))
+    assert mapped["ticker"] == "ABCD"
+    assert mapped["headline"] == "ABCD receives FDA approval #1"
+    assert mapped["url"] == "https://example.com/1"
+    assert mapped["confidence"] == 0.82
+    assert mapped["signal_type"] == "BUY"
+    assert mapped["catalyst_type"] == "FDA"
+    assert mapped["timestamp"] == "2026-11-25T14:01:00+00:00"
+    assert mapped["signal_id"] == map_item(item(1))["signal_id"]  # stable
+    assert (
+        map_item(item(1, cls={"score": 0.3, "sentiment": -0.5, "keywords": ["offering"]}))[
+            "catalyst_type"
+        ]
+        == "OFFERING"
+    )
+
+
+async def _run(ctx: HubContext, path: Path) -> list[str]:
+    source = JsonlSource(path, ctx.db)  # a new instance is a restart: state is in the DB
+    report = await CatalystJob(source, ctx.publisher).run_once()
+    assert not report.rejected, report.rejected
+    return [s.headline or "" for s in await ctx.services.signals.recent(100)]
+
+
+async def test_offset_survives_restarts_and_partial_lines_wait(
+    any_ctx: HubContext, tmp_path: Path
+) -> None:
+    path = tmp_path / "accepted_items.jsonl"
+    write(path, item(1), item(2), partial='{"ts": "2026-11-25T14:03:00Z", "tick')
+    assert len(await _run(any_ctx, path)) == 2
+    # Finish the partial line and add one more; a fresh source resumes at the offset.
+    with open(path, "a", encoding="utf-8") as fh:
+        rest = json.dumps(item(3))[len('{"ts": "2026-11-25T14:03:00Z", "tick') :]
+        fh.write(rest + "\n")
+    write(path, item(4))
+    headlines = await _run(any_ctx, path)
+    assert len(headlines) == 4
+    assert sorted(h[-2:] for h in headlines) == ["#1", "#2", "#3", "#4"]
+    source = JsonlSource(path, any_ctx.db)
+    assert await source() == []  # nothing new
+
+
+async def test_truncation_restarts_from_the_beginning(any_ctx: HubContext, tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    write(path, item(1), item(2), item(3))
+    assert len(await _run(any_ctx, path)) == 3
+    write(path, item(9), mode="w")  # rotated: smaller than the stored offset
+    headlines = await _run(any_ctx, path)
+    assert "ABCD receives FDA approval #9" in headlines
+
+
+async def test_malformed_lines_are_skipped(any_ctx: HubContext, tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("not json\n[1, 2]\n\n" + json.dumps(item(5)) + "\n")
+    assert len(await _run(any_ctx, path)) == 1
+
+
+async def test_missing_file_yields_nothing(any_ctx: HubContext, tmp_path: Path) -> None:
+    assert await JsonlSource(tmp_path / "none.jsonl", any_ctx.db)() == []

@@ -1,0 +1,67 @@
+"""``catalyst run`` on the embedded defaults: demo signals reach the console channel,
+and SIGINT/SIGTERM stop it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    full_env.update(PYTHONPATH=str(ROOT), CATALYST_API__PORT="0", **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run"],
+        cwd=tmp_path,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not seen; output:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_embedded_defaults_deliver_demo_signals_and_stop_cleanly(tmp_path: Path, sig: int) -> None:
+    proc = _start(tmp_path)
+    try:
+        output = _read_until(proc, "ALERT -> stdout")
+        assert "catalyst hub running" in output
+        assert "published" in output
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "catalyst hub stopped" in rest
+    assert "Traceback" not in output + rest
+    assert (tmp_path / "catalyst.db").exists()
+
+
+def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
+    proc = _start(tmp_path, CATALYST_SCHEDULER__INTERVAL_SECONDS="soon")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "scheduler.interval_seconds" in out and "Traceback" not in out

@@ -1,0 +1,135 @@
+"""Settings: TOML file, environment overrides, clear errors, production secrets."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from core.errors import ConfigError
+from core.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_embedded_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.database.url == "sqlite+aiosqlite:///./catalyst.db"
+    assert s.scheduler.source == "demo" and s.console.enabled
+    assert s.api.port == 8000 and s.limits.max_connections_per_ip == 300
+
+
+def test_toml_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[scheduler]\ninterval_seconds = 5\nsource = "jsonl"\n[api]\nport = 9000\n')
+    monkeypatch.setenv("CATALYST_API__PORT", "9100")
+    monkeypatch.setenv("CATALYST_DATABASE__URL", "postgresql://u@127.0.0.1/db")
+    s = load_settings(cfg)
+    assert s.scheduler.interval_seconds == 5 and s.scheduler.source == "jsonl"
+    assert s.api.port == 9100
+    assert s.database.url == "postgresql+asyncpg://u@127.0.0.1/db"
+
+
+def test_config_toml_in_working_directory_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config.toml").write_text("[dispatcher]\nttl_seconds = 42\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().dispatcher.ttl_seconds == 42
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[scheduler]\ninterval_seconds = -1\n",
+            "scheduler.interval_seconds: Input should be greater than 0",
+        ),
+        ("[api]\nport = 70000\n", "api.port"),
+        ('[scheduler]\nsource = "nonsense"\n', "scheduler.source"),
+        ('[databse]\nurl = "x"\n', "databse: unknown key"),
+        (
+            '[database]\nurl = "mysql://x"\n',
+            "database.url: must be a sqlite:/// or postgresql:// URL",
+        ),
+        ("[telegram]\nenabled = true\n", "telegram.token: required"),
+        ("this is not toml", "is not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert message in str(err.value)
+
+
+def test_bad_environment_value_names_the_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_LIMITS__MAX_CONNECTIONS_PER_IP", "many")
+    with pytest.raises(ConfigError, match="limits.max_connections_per_ip"):
+        load_settings()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("secret", ["", "secret", "changeme", "short-but-not-placeholder"])
+def test_production_refuses_placeholder_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secret: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_ENV", "production")
+    monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", secret)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "auth.jwt_secret" in str(err.value)
+    assert len(secret) < 8 or secret not in str(err.value)
+
+
+def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_ENV", "production")
+    monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", "x" * 16 + "0123456789abcdefghij")
+    assert load_settings().env == "production"
+
+
+def test_secrets_are_masked_when_printed() -> None:
+    s = Settings(telegram={"token": "123456:SECRET-TOKEN"})
+    assert "SECRET-TOKEN" not in repr(s) and "SECRET-TOKEN" not in str(s.model_dump())
+
+
+def _keys(model: BaseModel, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out |= _keys(value, f"{prefix}{name}.")
+        else:
+            out.add(prefix + name)
+    return out
+
+
+def _toml_keys(data: dict[str, object], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _toml_keys(value, f"{prefix}{key}.")
+        else:
+            out.add(prefix + key)
+    return out
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    data = tomllib.loads((ROOT / "config.example.toml").read_text())
+    assert _toml_keys(data) == _keys(Settings())
+    example = Settings(**data)
+    defaults = Settings()
+    assert example.model_dump() == defaults.model_dump()
