@@ -47,7 +47,8 @@ def catalyst_from_keywords(keywords: list[str]) -> str:
 
 def map_item(item: dict[str, Any]) -> dict[str, Any]:
     """Catalyst-Bot's accepted item -> a signal mapping (validated later by the publisher)."""
-    cls = item.get("cls") if isinstance(item.get("cls"), dict) else {}
+    raw_cls = item.get("cls")
+    cls: dict[str, Any] = raw_cls if isinstance(raw_cls, dict) else {}
     score = cls.get("score", 0.0)
     sentiment = cls.get("sentiment", 0.0)
     keywords = cls.get("keywords") or []

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Integer, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription, UTCDateTime
 from storage.repositories._dialect import dialect_name
@@ -145,14 +146,12 @@ async def finish(
     values: dict[str, object] = {
         "status": status.value,
         "claimed_until": None,
-        "attempts": Delivery.attempts + attempts_delta,
+        "attempts": col(Delivery.attempts) + attempts_delta,
         "last_error": error[:500] if error else None,
     }
     if status is DeliveryStatus.SENT:
         values["sent_at"] = now
-    await session.execute(
-        update(Delivery).where(Delivery.id == delivery_id).values(**values)  # type: ignore[arg-type]
-    )
+    await session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(**values))
 
 
 async def reschedule(
@@ -165,12 +164,12 @@ async def reschedule(
 ) -> None:
     await session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id)  # type: ignore[arg-type]
+        .where(col(Delivery.id) == delivery_id)
         .values(
-            status=DeliveryStatus.FAILED.value if count_attempt else Delivery.status,
+            status=DeliveryStatus.FAILED.value if count_attempt else col(Delivery.status),
             next_attempt_at=next_attempt_at,
             claimed_until=None,
-            attempts=Delivery.attempts + (1 if count_attempt else 0),
+            attempts=col(Delivery.attempts) + (1 if count_attempt else 0),
             last_error=error[:500],
         )
     )
@@ -221,5 +220,5 @@ async def next_due_at(platform: str, *, session: AsyncSession) -> datetime | Non
 
 
 async def signals_by_seq(seqs: Sequence[int], *, session: AsyncSession) -> dict[int, SignalRow]:
-    rows = await session.execute(select(SignalRow).where(SignalRow.seq.in_(seqs)))  # type: ignore[union-attr]
+    rows = await session.execute(select(SignalRow).where(col(SignalRow.seq).in_(seqs)))
     return {r.seq: r for r in rows.scalars().all() if r.seq is not None}

@@ -6,13 +6,14 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription, TradeOutcome
 
 
 async def get(user_id: int, signal_seq: int, *, session: AsyncSession) -> TradeOutcome | None:
     stmt = select(TradeOutcome).where(
-        TradeOutcome.user_id == user_id, TradeOutcome.signal_seq == signal_seq
+        col(TradeOutcome.user_id) == user_id, col(TradeOutcome.signal_seq) == signal_seq
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -22,13 +23,13 @@ async def outcome_rows(
 ) -> list[tuple[str, float | None, str, float]]:
     """(outcome, return_pct, catalyst_type, confidence) for every outcome (of a user)."""
     stmt = select(
-        TradeOutcome.outcome,
-        TradeOutcome.return_pct,
-        SignalRow.catalyst_type,
-        SignalRow.confidence,
-    ).join(SignalRow, SignalRow.seq == TradeOutcome.signal_seq)  # type: ignore[arg-type]
+        col(TradeOutcome.outcome),
+        col(TradeOutcome.return_pct),
+        col(SignalRow.catalyst_type),
+        col(SignalRow.confidence),
+    ).join(SignalRow, col(SignalRow.seq) == col(TradeOutcome.signal_seq))
     if user_id is not None:
-        stmt = stmt.where(TradeOutcome.user_id == user_id)
+        stmt = stmt.where(col(TradeOutcome.user_id) == user_id)
     rows = (await session.execute(stmt)).all()
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -36,9 +37,14 @@ async def outcome_rows(
 async def signals_received(user_id: int, *, session: AsyncSession) -> int:
     """Distinct signals successfully delivered to any of the user's destinations."""
     stmt = (
-        select(func.count(func.distinct(Delivery.signal_seq)))
-        .join(Subscription, Subscription.id == Delivery.subscription_id)  # type: ignore[arg-type]
-        .where(and_(Subscription.user_id == user_id, Delivery.status == DeliveryStatus.SENT.value))
+        select(func.count(func.distinct(col(Delivery.signal_seq))))
+        .join(Subscription, col(Subscription.id) == col(Delivery.subscription_id))
+        .where(
+            and_(
+                col(Subscription.user_id) == user_id,
+                col(Delivery.status) == DeliveryStatus.SENT.value,
+            )
+        )
     )
     return int((await session.execute(stmt)).scalar_one() or 0)
 
@@ -48,12 +54,17 @@ async def recent_delivered_signal_ids(
 ) -> list[tuple[str, str, Any]]:
     """(signal_id, ticker, timestamp) of the newest signals sent to the user."""
     stmt = (
-        select(SignalRow.signal_id, SignalRow.ticker, SignalRow.timestamp)
-        .join(Delivery, Delivery.signal_seq == SignalRow.seq)  # type: ignore[arg-type]
-        .join(Subscription, Subscription.id == Delivery.subscription_id)  # type: ignore[arg-type]
-        .where(Subscription.user_id == user_id)
-        .group_by(SignalRow.seq, SignalRow.signal_id, SignalRow.ticker, SignalRow.timestamp)
-        .order_by(SignalRow.seq.desc())  # type: ignore[union-attr]
+        select(col(SignalRow.signal_id), col(SignalRow.ticker), col(SignalRow.timestamp))
+        .join(Delivery, col(Delivery.signal_seq) == col(SignalRow.seq))
+        .join(Subscription, col(Subscription.id) == col(Delivery.subscription_id))
+        .where(col(Subscription.user_id) == user_id)
+        .group_by(
+            col(SignalRow.seq),
+            col(SignalRow.signal_id),
+            col(SignalRow.ticker),
+            col(SignalRow.timestamp),
+        )
+        .order_by(col(SignalRow.seq).desc())
         .limit(limit)
     )
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]

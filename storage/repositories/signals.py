@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from core.signals import Signal, SignalType
 from storage.models import SignalRow
@@ -62,14 +63,14 @@ async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, 
 
 async def get_signal(signal_id: str, *, session: AsyncSession) -> Signal | None:
     row = (
-        await session.execute(select(SignalRow).where(SignalRow.signal_id == signal_id))
+        await session.execute(select(SignalRow).where(col(SignalRow.signal_id) == signal_id))
     ).scalar_one_or_none()
     return to_signal(row) if row is not None else None
 
 
 async def get_signal_row(signal_id: str, *, session: AsyncSession) -> SignalRow | None:
     return (
-        await session.execute(select(SignalRow).where(SignalRow.signal_id == signal_id))
+        await session.execute(select(SignalRow).where(col(SignalRow.signal_id) == signal_id))
     ).scalar_one_or_none()
 
 
@@ -85,14 +86,14 @@ async def list_signals(
 ) -> list[Signal]:
     stmt = select(SignalRow)
     if since is not None:
-        stmt = stmt.where(SignalRow.timestamp > since)
+        stmt = stmt.where(col(SignalRow.timestamp) > since)
     if ticker:
-        stmt = stmt.where(SignalRow.ticker == ticker.upper())
+        stmt = stmt.where(col(SignalRow.ticker) == ticker.upper())
     if after_seq is not None:
-        stmt = stmt.where(SignalRow.seq > after_seq)  # type: ignore[operator]
+        stmt = stmt.where(col(SignalRow.seq) > after_seq)
     if before_seq is not None:
-        stmt = stmt.where(SignalRow.seq < before_seq)  # type: ignore[operator]
-    order = SignalRow.seq.asc() if ascending else SignalRow.seq.desc()  # type: ignore[union-attr]
+        stmt = stmt.where(col(SignalRow.seq) < before_seq)
+    order = col(SignalRow.seq).asc() if ascending else col(SignalRow.seq).desc()
     stmt = stmt.order_by(order).limit(limit)
     rows = (await session.execute(stmt)).scalars().all()
     return [to_signal(r) for r in rows]
@@ -101,5 +102,5 @@ async def list_signals(
 async def latest_seq(*, session: AsyncSession) -> int:
     from sqlalchemy import func
 
-    value = (await session.execute(select(func.max(SignalRow.seq)))).scalar_one_or_none()
+    value = (await session.execute(select(func.max(col(SignalRow.seq))))).scalar_one_or_none()
     return int(value or 0)

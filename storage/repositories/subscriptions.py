@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import Subscription, utcnow
 
@@ -15,7 +16,7 @@ async def get_by_destination(
     platform: str, destination: str, *, session: AsyncSession
 ) -> Subscription | None:
     stmt = select(Subscription).where(
-        Subscription.platform == platform, Subscription.destination == destination
+        col(Subscription.platform) == platform, col(Subscription.destination) == destination
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -25,7 +26,11 @@ async def get(subscription_id: int, *, session: AsyncSession) -> Subscription | 
 
 
 async def list_for_user(user_id: int, *, session: AsyncSession) -> list[Subscription]:
-    stmt = select(Subscription).where(Subscription.user_id == user_id).order_by(Subscription.id)
+    stmt = (
+        select(Subscription)
+        .where(col(Subscription.user_id) == user_id)
+        .order_by(col(Subscription.id))
+    )
     return list((await session.execute(stmt)).scalars().all())
 
 
@@ -59,7 +64,7 @@ async def window_probe(since: datetime, *, session: AsyncSession) -> tuple[int, 
 async def deactivate(subscription_id: int, reason: str, *, session: AsyncSession) -> None:
     await session.execute(
         update(Subscription)
-        .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
+        .where(col(Subscription.id) == subscription_id)
         .values(active=False, deactivated_reason=reason[:255], updated_at=utcnow())
     )
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import Account, ApiKey, LinkCode, Subscription, TradeOutcome, User
 
@@ -15,7 +16,7 @@ async def get_user(user_id: int, *, session: AsyncSession) -> User | None:
 
 
 async def get_user_by_name(name: str, *, session: AsyncSession) -> User | None:
-    return (await session.execute(select(User).where(User.name == name))).scalar_one_or_none()
+    return (await session.execute(select(User).where(col(User.name) == name))).scalar_one_or_none()
 
 
 async def create_user(name: str, *, is_admin: bool = False, session: AsyncSession) -> User:
@@ -28,8 +29,8 @@ async def create_user(name: str, *, is_admin: bool = False, session: AsyncSessio
 async def account_user(platform: str, account_id: str, *, session: AsyncSession) -> User | None:
     stmt = (
         select(User)
-        .join(Account, Account.user_id == User.id)  # type: ignore[arg-type]
-        .where(Account.platform == platform, Account.account_id == account_id)
+        .join(Account, col(Account.user_id) == col(User.id))
+        .where(col(Account.platform) == platform, col(Account.account_id) == account_id)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -44,7 +45,7 @@ async def add_account(
 
 
 async def accounts_of(user_id: int, *, session: AsyncSession) -> list[Account]:
-    stmt = select(Account).where(Account.user_id == user_id).order_by(Account.id)
+    stmt = select(Account).where(col(Account.user_id) == user_id).order_by(col(Account.id))
     return list((await session.execute(stmt)).scalars().all())
 
 
@@ -53,12 +54,12 @@ async def merge_users(keep_id: int, drop_id: int, *, session: AsyncSession) -> N
     has for the same signal win; the dropped user row stays, owning nothing."""
     for model in (Account, ApiKey, Subscription, LinkCode):
         await session.execute(
-            update(model).where(model.user_id == drop_id).values(user_id=keep_id)  # type: ignore[attr-defined]
+            update(model).where(col(model.user_id) == drop_id).values(user_id=keep_id)
         )
-    kept = select(TradeOutcome.signal_seq).where(TradeOutcome.user_id == keep_id)
+    kept = select(col(TradeOutcome.signal_seq)).where(col(TradeOutcome.user_id) == keep_id)
     await session.execute(
         update(TradeOutcome)
-        .where(TradeOutcome.user_id == drop_id, TradeOutcome.signal_seq.not_in(kept))  # type: ignore[attr-defined]
+        .where(col(TradeOutcome.user_id) == drop_id, col(TradeOutcome.signal_seq).not_in(kept))
         .values(user_id=keep_id)
     )
 
@@ -86,10 +87,10 @@ async def add_api_key(key: ApiKey, *, session: AsyncSession) -> ApiKey:
 
 
 async def api_key_by_hash(key_hash: str, *, session: AsyncSession) -> ApiKey | None:
-    stmt = select(ApiKey).where(ApiKey.key_hash == key_hash)
+    stmt = select(ApiKey).where(col(ApiKey.key_hash) == key_hash)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def api_keys_of(user_id: int, *, session: AsyncSession) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id)
+    stmt = select(ApiKey).where(col(ApiKey.user_id) == user_id).order_by(col(ApiKey.id))
     return list((await session.execute(stmt)).scalars().all())

@@ -174,7 +174,7 @@ async def test_ingest_needs_publish_scope_and_is_idempotent(hub: Hub) -> None:
 
 
 async def test_ingest_rejects_bad_signals_with_the_reason(hub: Hub) -> None:
-    _producer, key = await hub.user("producer", ("publish",))
+    _producer, key = await hub.user("producer", ("read", "publish"))
     cases = [
         ({"ticker": "ABCD", "confidence": 1.5}, "confidence"),
         ({"ticker": "not a ticker!", "confidence": 0.5}, "ticker"),

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bots.discord.bot import DiscordBot
-from bots.discord.channel import DiscordChannel, parse_destination
+from bots.discord.channel import parse_destination
 from core.channels import (
     Alert,
     DestinationGone,
@@ -169,7 +169,7 @@ async def _subscribe_dm(ctx: HubContext, user: int = USER) -> int:
 
 async def _wait(condition: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
-        while not await condition():  # noqa: ASYNC110 - polling the database
+        while not await condition():
             await asyncio.sleep(0.05)
 
 

@@ -21,7 +21,7 @@ class FileChannel(Channel):
     platform: ClassVar[str] = "fake"
 
     def __init__(self, path: str) -> None:
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fh = open(path, "a", encoding="utf-8")
 
     def limits_for(self, destination: str) -> tuple[RateLimit, ...]:
         return ()

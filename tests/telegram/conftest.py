@@ -95,5 +95,5 @@ def tg(fake: FakeBotApi, bot: TelegramBot) -> Chat:
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
     """Poll an async condition (database state written after a send) until it holds."""
     async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 - the state is in the database
+        while not await check():
             await asyncio.sleep(0.02)

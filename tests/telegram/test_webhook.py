@@ -45,7 +45,7 @@ async def api_url(webhook_bot: TelegramBot) -> AsyncIterator[str]:
     )
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(5):
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag only
+        while not server.started:
             await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
