@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -50,6 +51,7 @@ class HubClient(discord.Client):
         self.settings = settings
         self.tree = HubCommandTree(self)
         self.ready_event = asyncio.Event()
+        self.dm_seen: Callable[[int, int], None] | None = None
         register_commands(self.tree, hub, settings, replier)
 
     async def setup_hook(self) -> None:
@@ -63,6 +65,11 @@ class HubClient(discord.Client):
         else:
             synced = await self.tree.sync()
             log.info("synced %d discord commands globally (may take a while to show)", len(synced))
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        channel = interaction.channel
+        if self.dm_seen is not None and isinstance(channel, discord.DMChannel):
+            self.dm_seen(interaction.user.id, channel.id)
 
     async def on_ready(self) -> None:
         log.info("discord bot connected as %s (id %s)", self.user, self.user and self.user.id)
@@ -90,6 +97,7 @@ class DiscordBot:
         options.update(client_options or {})
         self.client = HubClient(ctx, settings, self.replier, **options)
         self.channel = DiscordChannel(self.client)
+        self.client.dm_seen = self.channel.remember_dm_channel
         self._task: asyncio.Task[None] | None = None
 
     @property

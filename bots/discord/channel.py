@@ -72,15 +72,15 @@ class DiscordChannel(Channel):
         self,
         client: discord.Client,
         *,
-        posts_per_second: int = 40,
-        dm_opens_per_second: int = 10,
+        posts_per_second: int = 35,
+        dm_opens_per_second: int = 15,
         per_destination: tuple[int, float] = (5, 5.0),
         dm_cache_size: int = 10_000,
     ) -> None:
         self._client = client
         # Discord allows a bot 50 requests/s in all. A first send to a DM is two
         # requests (open the DM channel, then post), so posts and DM opens get their
-        # own shares of that budget: 40 + 10 <= 50 even when every send opens a DM.
+        # own shares of that budget: 35 + 15 <= 50 even when every send opens a DM.
         self._global = RateLimit("global", posts_per_second, 1.0)
         self._dm_open = RateLimit("dm-open", dm_opens_per_second, 1.0)
         self._per_destination = per_destination
@@ -98,6 +98,13 @@ class DiscordChannel(Channel):
 
     def cached_dm_channel(self, user_id: int) -> int | None:
         return self._dm_channels.get(user_id)
+
+    def remember_dm_channel(self, user_id: int, channel_id: int) -> None:
+        """Cache a DM channel seen elsewhere (an interaction from a DM), saving an open."""
+        self._dm_channels[user_id] = channel_id
+        self._dm_channels.move_to_end(user_id)
+        while len(self._dm_channels) > self._dm_cache_size:
+            self._dm_channels.popitem(last=False)
 
     async def send(self, alert: Alert) -> None:
         kind, target = parse_destination(alert.destination)
@@ -128,9 +135,7 @@ class DiscordChannel(Channel):
             return channel_id
         data = await self._client.http.start_private_message(user_id)
         channel_id = int(data["id"])
-        self._dm_channels[user_id] = channel_id
-        while len(self._dm_channels) > self._dm_cache_size:
-            self._dm_channels.popitem(last=False)
+        self.remember_dm_channel(user_id, channel_id)
         return channel_id
 
 

@@ -56,6 +56,17 @@ async def test_dm_is_opened_once_and_embed_has_buttons(bot: DiscordBot, fake: Fa
     assert custom_ids(sent[0]) == ["csh:o:w:one", "csh:o:l:one", "csh:o:s:one"]
 
 
+async def test_dm_channel_seen_in_an_interaction_needs_no_open(
+    bot: DiscordBot, fake: FakeDiscord
+) -> None:
+    fake.dm_channels[USER] = DM_CHANNEL
+    await fake.reply(await fake.slash("help", user_id=USER))  # sent from the DM
+    assert bot.channel.cached_dm_channel(USER) == DM_CHANNEL
+    await bot.channel.send(alert(f"dm:{USER}"))
+    assert fake.dm_opened == []
+    assert len(fake.messages_to(DM_CHANNEL)) == 1
+
+
 async def test_channel_destination_posts_directly(bot: DiscordBot, fake: FakeDiscord) -> None:
     await bot.channel.send(alert(f"channel:{CHANNEL}"))
     assert len(fake.messages_to(CHANNEL)) == 1
@@ -70,15 +81,15 @@ async def test_limits_share_the_global_budget_with_dm_opens(
             (lim.scope, lim.max_calls, lim.period) for lim in bot.channel.limits_for(destination)
         ]
 
-    assert scopes(f"channel:{CHANNEL}") == [("global", 40, 1.0), (f"channel:{CHANNEL}", 5, 5.0)]
+    assert scopes(f"channel:{CHANNEL}") == [("global", 35, 1.0), (f"channel:{CHANNEL}", 5, 5.0)]
     # A DM not opened yet costs a second request, counted against the DM-open share.
     assert scopes(f"dm:{USER}") == [
-        ("global", 40, 1.0),
-        ("dm-open", 10, 1.0),
+        ("global", 35, 1.0),
+        ("dm-open", 15, 1.0),
         (f"dm:{USER}", 5, 5.0),
     ]
     await bot.channel.send(alert(f"dm:{USER}"))
-    assert scopes(f"dm:{USER}") == [("global", 40, 1.0), (f"dm:{USER}", 5, 5.0)]
+    assert scopes(f"dm:{USER}") == [("global", 35, 1.0), (f"dm:{USER}", 5, 5.0)]
 
 
 @pytest.mark.parametrize("destination", ["dm:", "chat:1", "channel:abc", "dm:1:2", ""])
