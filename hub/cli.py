@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -197,7 +198,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from None
         configure_logging(settings)
-        asyncio.run(Hub(settings, roles).run_until_signalled())
+        try:
+            asyncio.run(Hub(settings, roles).run_until_signalled())
+        except (HubError, CliError):
+            raise
+        except Exception as exc:  # a start-up failure: say what, without a traceback
+            logging.getLogger("hub").debug("start-up failed", exc_info=True)
+            raise CliError(f"could not start: {exc.__class__.__name__}: {exc}") from None
         return 0
     if cmd == "db":
 

@@ -7,9 +7,8 @@ Roles (``catalyst run --roles``) split one process into the Procfile's processes
 * ``bots``       the Telegram and Discord bots (commands, buttons)
 * ``scheduler``  the Catalyst job
 
-``catalyst run`` with no roles is all of them in one process. The chat bots are
-both command handlers and delivery channels, so ``bots`` implies their channels
-are registered wherever ``dispatcher`` runs in the same process.
+``catalyst run`` with no roles is all of them in one process. :meth:`Hub.build`
+creates every object (no I/O); :meth:`Hub.start` connects and starts them.
 """
 
 from __future__ import annotations
@@ -53,13 +52,55 @@ class Hub:
         self.settings = settings
         self.roles = roles
         self.ctx: HubContext | None = None
+        self.app: Any = None
         self.api_server: Any = None
+        self.telegram: Any = None
+        self.discord: Any = None
         self._stops: list[Callable[[], Awaitable[None]]] = []
 
-    async def start(self) -> HubContext:
+    @property
+    def _delivers(self) -> bool:
+        return "dispatcher" in self.roles and self.settings.dispatcher.enabled
+
+    def build(self) -> HubContext:
+        """Create every object for the enabled roles. No network, no tasks."""
+        if self.ctx is not None:
+            return self.ctx
         settings = self.settings
         ctx = build_context(settings)
         self.ctx = ctx
+        if settings.console.enabled and self._delivers:
+            ctx.dispatcher.register(ConsoleChannel())
+        chat = self.roles & {"bots", "dispatcher"}
+        webhook_here = "api" in self.roles and settings.telegram.mode == "webhook"
+        if settings.telegram.enabled and (chat or webhook_here):
+            from bots.telegram.bot import TelegramBot
+
+            self.telegram = TelegramBot(settings.telegram, ctx)
+            if self._delivers:
+                ctx.dispatcher.register(self.telegram.channel)
+        if settings.discord.enabled and chat:
+            from bots.discord.bot import DiscordBot
+
+            self.discord = DiscordBot(settings.discord, ctx)
+            if self._delivers:
+                ctx.dispatcher.register(self.discord.channel)
+        if settings.api.enabled and "api" in self.roles:
+            from api.app import create_app
+
+            routers = []
+            if self.telegram is not None and settings.telegram.mode == "webhook":
+                from bots.telegram.webhook import build_webhook_router
+
+                routers.append(build_webhook_router(self.telegram))
+            self.app = create_app(ctx, extra_routers=routers)
+        return ctx
+
+    async def start(self, *, serve_api: bool = True) -> HubContext:
+        """Start everything built. ``serve_api=False`` when an outside ASGI server
+        (uvicorn in the Procfile's web role) serves :attr:`app`."""
+        ctx = self.build()
+        settings = self.settings
         self._stops.append(ctx.db.dispose)
         await prepare_database(ctx)
         if not settings.auth.jwt_secret.get_secret_value():
@@ -67,38 +108,20 @@ class Hub:
                 "auth.jwt_secret is not set: JWTs use a random per-process secret and stop "
                 "working on restart (fine for development; set CATALYST_AUTH__JWT_SECRET)"
             )
+        if settings.console.enabled and self._delivers and settings.console.auto_subscribe:
+            user = await ctx.services.accounts.ensure_user(CONSOLE_USER)
+            await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
 
-        if settings.console.enabled and "dispatcher" in self.roles:
-            ctx.dispatcher.register(ConsoleChannel())
-            if settings.console.auto_subscribe:
-                user = await ctx.services.accounts.ensure_user(CONSOLE_USER)
-                await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
-
-        telegram_bot = None
-        run_bots = "bots" in self.roles
-        if settings.telegram.enabled and (run_bots or "dispatcher" in self.roles):
-            from bots.telegram.bot import TelegramBot
-
-            telegram_bot = TelegramBot(settings.telegram, ctx)
-            if "dispatcher" in self.roles:
-                ctx.dispatcher.register(telegram_bot.channel)
-            await telegram_bot.start()
-            self._stops.append(telegram_bot.stop)
-
-        if settings.discord.enabled and (run_bots or "dispatcher" in self.roles):
-            from bots.discord.bot import DiscordBot
-
-            discord_bot = DiscordBot(settings.discord, ctx)
-            if "dispatcher" in self.roles:
-                ctx.dispatcher.register(discord_bot.channel)
-            await discord_bot.start()
-            self._stops.append(discord_bot.stop)
+        for bot in (self.telegram, self.discord):
+            if bot is not None:
+                await bot.start()
+                self._stops.append(bot.stop)
 
         if self.roles & {"api", "scheduler"}:
             count = await ctx.publisher.warm()
             log.info("routing index loaded: %d active subscriptions", count)
 
-        if "dispatcher" in self.roles:
+        if self._delivers:
             await ctx.dispatcher.start()
             self._stops.append(ctx.dispatcher.stop)
 
@@ -108,30 +131,24 @@ class Hub:
             scheduler.start()
             self._stops.append(_async(scheduler.stop))
 
-        if settings.api.enabled and "api" in self.roles:
-            from api.app import create_app
-            from api.server import ApiServer
-
-            routers = []
-            if telegram_bot is not None and settings.telegram.mode == "webhook":
-                from bots.telegram.webhook import build_webhook_router
-
-                routers.append(build_webhook_router(telegram_bot))
+        if self.app is not None:
             if "scheduler" not in self.roles or not settings.scheduler.enabled:
                 # Signals published by other processes reach this one's WebSocket clients.
                 tail = SignalTail(ctx.db, ctx.bus)
                 await tail.start()
                 self._stops.append(tail.stop)
-            self.api_server = ApiServer(
-                create_app(ctx, extra_routers=routers), settings.api.host, settings.api.port
-            )
-            await self.api_server.start()
-            self._stops.append(self.api_server.stop)
+            if serve_api:
+                from api.server import ApiServer
+
+                self.api_server = ApiServer(self.app, settings.api.host, settings.api.port)
+                await self.api_server.start()
+                self._stops.append(self.api_server.stop)
+                log.info("API listening on http://%s:%s", settings.api.host, self.api_server.port)
 
         log.info(
             "catalyst hub running (roles: %s; channels: %s; database: %s)",
             ",".join(sorted(self.roles)),
-            ",".join(ctx.dispatcher.platforms) or "none",
+            ",".join(ctx.dispatcher.platforms) if self._delivers else "none",
             "sqlite" if ctx.db.is_sqlite else "postgresql",
         )
         return ctx
