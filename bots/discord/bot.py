@@ -116,6 +116,7 @@ class DiscordBot:
         if not token:
             raise ConfigError("discord.token: required to start the Discord bot")
         self._task = asyncio.create_task(self.client.start(token), name="discord-client")
+        self._task.add_done_callback(_log_exit)
         ready = asyncio.create_task(self.client.ready_event.wait(), name="discord-ready")
         try:
             done, _ = await asyncio.wait(
@@ -149,6 +150,15 @@ class DiscordBot:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _log_exit(task: asyncio.Task[None]) -> None:
+    """Make a client that dies after start-up (bad token on reconnect, ...) visible."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("the Discord client stopped: %s", _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

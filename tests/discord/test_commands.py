@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from sqlalchemy import text
 
 from bots.discord.bot import DiscordBot
+from bots.discord.replies import FALLBACK
 from core.context import HubContext
 from tests.discord.conftest import BotFactory
-from tests.discord.fake_discord import MANAGE_CHANNELS, SEND_MESSAGES, FakeDiscord
+from tests.discord.fake_discord import MANAGE_CHANNELS, SEND_MESSAGES, TOKEN, FakeDiscord
 from tests.discord.helpers import signal_data
 
 USER = 4242
@@ -338,3 +342,26 @@ async def test_wrong_channel_kind_is_refused(bot: DiscordBot, fake: FakeDiscord)
     )
     reply = await fake.reply(token)
     assert reply.ephemeral and "not valid" in reply.content
+
+
+async def test_unexpected_failure_answers_without_details(
+    bot: DiscordBot, fake: FakeDiscord, ctx: HubContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ctx.db.transaction() as session:  # a real storage failure, not a mock
+        await session.execute(text("DROP TABLE link_codes"))
+    reply = await fake.reply(await fake.slash("link", user_id=USER))
+    assert reply.ephemeral
+    assert reply.content == FALLBACK
+    assert "link_codes" not in reply.content
+    assert "/link failed" in caplog.text  # logged for the operator
+
+
+async def test_token_never_logged(
+    make_bot: BotFactory, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bot = await make_bot()
+    await fake.reply(await fake.slash("subscribe", user_id=USER))
+    await bot.stop()
+    assert caplog.records  # discord.py logged plenty at DEBUG
+    assert TOKEN not in caplog.text

@@ -65,3 +65,4 @@ async def test_subscribe_filter_publish_one_embed_in_the_right_dm(
     assert embed["title"] == "MRNA · BUY"
     assert "e2e-hit" in embed["footer"]["text"]
     assert custom_ids(sent)[0] == "csh:o:w:e2e-hit"
+    assert fake.unhandled == []  # every request discord.py made is one the fake knows

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bots.discord.bot import DiscordBot, DiscordStartError
+from core.errors import ConfigError
 from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import TOKEN, FakeDiscord
 
@@ -115,3 +116,9 @@ async def test_constructing_connects_nothing(make_bot: BotFactory, fake: FakeDis
     assert fake.requests == []
     assert not bot.running
     await bot.stop()  # stopping a bot that never started is fine
+
+
+async def test_missing_token_is_a_config_error(make_bot: BotFactory, fake: FakeDiscord) -> None:
+    with pytest.raises(ConfigError, match="discord.token"):
+        await make_bot(token="")
+    assert fake.requests == []
