@@ -28,7 +28,7 @@ import logging
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
@@ -67,8 +67,40 @@ class ClientGone(Exception):
     """The client closed (or was closed) while something waited on it."""
 
 
+async def _finish_send(coro: Coroutine[Any, Any, None], awaiting: Any) -> None:
+    """Run a send coroutine that was started by hand and suspended, to completion."""
+    while True:
+        if awaiting is None:
+            await asyncio.sleep(0)
+        else:
+            # What a Task does with a future its coroutine yields: take it over.
+            awaiting._asyncio_future_blocking = False
+            try:
+                await awaiting
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    coro.close()
+                    raise
+            except Exception:
+                pass  # the coroutine sees the outcome when resumed
+        try:
+            awaiting = coro.send(None)
+        except StopIteration:
+            return
+
+
 class Client:
-    """One authenticated WebSocket connection."""
+    """One authenticated WebSocket connection and its bounded outgoing queue.
+
+    Sending: queued texts are written by :meth:`flush`, which the manager calls
+    once per event-loop turn for every client that has something queued. A write
+    that completes without waiting (the usual case: the socket takes it) costs
+    no task switch. A write that has to wait (the peer is not reading) moves to a
+    task of this client's own, which drains the rest of the queue; meanwhile new
+    messages only queue up, so a slow client never holds anyone else up, and a
+    full queue drops it.
+    """
 
     def __init__(
         self,
@@ -78,6 +110,7 @@ class Client:
         flt: SignalFilter,
         *,
         capacity: int,
+        on_ready: Callable[[Client], None],
         on_overflow: Callable[[Client], None],
     ) -> None:
         self.id = secrets.token_hex(8)
@@ -97,9 +130,10 @@ class Client:
         self.dropped = False
         self.closed = asyncio.get_running_loop().create_future()
         self._pending: deque[str] = deque()
-        self._wake = asyncio.Event()
         self._space = asyncio.Event()
+        self._on_ready = on_ready
         self._on_overflow = on_overflow
+        self._scheduled = False
         self._sender: asyncio.Task[None] | None = None
 
     # ---- filter ---------------------------------------------------------
@@ -119,8 +153,9 @@ class Client:
             self._on_overflow(self)
             return False
         self._pending.append(text)
-        if not self._wake.is_set():
-            self._wake.set()
+        if not self._scheduled and self._sender is None:
+            self._scheduled = True
+            self._on_ready(self)
         return True
 
     def buffer_live(self, seq: int, text: str) -> None:
@@ -140,39 +175,56 @@ class Client:
                 raise ClientGone
             self._space.clear()
             await self._space.wait()
-        if self.closing:
+        if self.closing or not self.enqueue(text):
             raise ClientGone
-        self._pending.append(text)
-        if not self._wake.is_set():
-            self._wake.set()
 
     @property
     def queued(self) -> int:
         return len(self._pending)
 
-    # ---- sender -------------------------------------------------------------
-    def start(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.id}")
-
-    async def _send_loop(self) -> None:
-        send = self.websocket.send
+    # ---- sending ------------------------------------------------------------
+    def flush(self) -> None:
+        """Write what is queued; hand over to a task at the first write that must wait."""
+        self._scheduled = False
+        if self._sender is not None or self.closing:
+            return
         pending = self._pending
-        wake = self._wake
-        space = self._space
+        send = self.websocket.send
+        while pending:
+            text = pending.popleft()
+            if not self._space.is_set():
+                self._space.set()
+            coro = send({"type": "websocket.send", "text": text})
+            try:
+                awaiting = coro.send(None)
+            except StopIteration:
+                continue
+            except Exception:
+                self._mark_closed()
+                return
+            self._sender = asyncio.create_task(
+                self._drain(coro, awaiting), name=f"ws-send-{self.id}"
+            )
+            return
+
+    async def _drain(self, coro: Coroutine[Any, Any, None], awaiting: Any) -> None:
         try:
-            while True:
-                await wake.wait()
-                wake.clear()
-                while pending:
-                    text = pending.popleft()
-                    if not space.is_set():
-                        space.set()
-                    await send({"type": "websocket.send", "text": text})
+            await _finish_send(coro, awaiting)
+            pending = self._pending
+            send = self.websocket.send
+            while pending and not self.closing:
+                text = pending.popleft()
+                if not self._space.is_set():
+                    self._space.set()
+                await send({"type": "websocket.send", "text": text})
         except asyncio.CancelledError:
             raise
         except Exception:
             # The peer went away mid-send; the receive side notices and unregisters.
             self._mark_closed()
+        finally:
+            if self._sender is asyncio.current_task():
+                self._sender = None
 
     def _mark_closed(self) -> None:
         self.closing = True
@@ -188,10 +240,7 @@ class Client:
         self.closing = True
         self._pending.clear()
         self._space.set()
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sender
+        await self.stop_sender()
         try:
             await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT)
         except Exception:
@@ -199,10 +248,11 @@ class Client:
         self._mark_closed()
 
     async def stop_sender(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
+        sender = self._sender
+        if sender is not None and not sender.done():
+            sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sender
+                await sender
 
 
 class ConnectionManager:
@@ -222,6 +272,8 @@ class ConnectionManager:
         self._heartbeat_text = dumps({"type": "heartbeat"})
         #: Benchmark baseline only: broadcast by awaiting each client in turn.
         self.sequential_broadcast = False
+        self._ready_clients: list[Client] = []
+        self._flush_scheduled = False
         self._sequential_lock: asyncio.Lock | None = None
         self.stopping = False
 
@@ -287,6 +339,7 @@ class ConnectionManager:
             ip,
             flt,
             capacity=self._api.client_queue_size,
+            on_ready=self._ready,
             on_overflow=self._overflow,
         )
 
@@ -302,7 +355,6 @@ class ConnectionManager:
         self._by_user.setdefault(client.user_id, set()).add(client)
         self._metrics.ws_connections.inc()
         self._metrics.ws_messages_sent.labels(type="welcome").inc()
-        client.start()
 
     async def unregister(self, client: Client) -> None:
         if self._clients.pop(client.id, None) is not None:
@@ -314,6 +366,22 @@ class ConnectionManager:
             self._metrics.ws_connections.dec()
         client.closing = True
         await client.stop_sender()
+
+    def _ready(self, client: Client) -> None:
+        """``client`` has something queued: write it on this loop turn's flush."""
+        self._ready_clients.append(client)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ready, self._ready_clients = self._ready_clients, []
+        for client in ready:
+            try:
+                client.flush()
+            except Exception:  # pragma: no cover - flush handles its own errors
+                log.exception("flushing WebSocket client %s failed", client.id)
 
     def _overflow(self, client: Client) -> None:
         if client.closing or client.dropped:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -46,6 +49,72 @@ GROUP_SIGNALS = 20
 GROUP_ID = -1001234567890
 GLOBAL_RATE = 30.0
 CHAT_RATE = 1.0
+
+
+def _serve_fake(conn: Connection) -> None:
+    """Child process: the fake Bot API with limits enforced, in its own event loop."""
+
+    async def serve() -> None:
+        fake = FakeBotApi(enforce_limits=True)
+        await fake.start()
+        conn.send((fake.token, fake.port))
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "stop":
+                break
+            conn.send(
+                {
+                    "sent": [(m.chat_id, m.text, m.at) for m in fake.sent],
+                    "rate_limited": fake.rate_limited,
+                }
+            )
+        await fake.stop()
+
+    asyncio.run(serve())
+
+
+class FakeProcess:
+    """The fake Bot API in a separate process, as Telegram is not in the hub's event loop.
+
+    Both processes read the same CLOCK_MONOTONIC, so arrival times compare with ours.
+    """
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_fake, args=(child,), daemon=True)
+        self.token = ""
+        self.port = 0
+
+    async def start(self) -> None:
+        self._process.start()
+        self.token, self.port = await asyncio.to_thread(self._conn.recv)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    async def snapshot(self) -> tuple[list[SentMessage], int]:
+        self._conn.send("snapshot")
+        data: dict[str, Any] = await asyncio.to_thread(self._conn.recv)
+        sent = [
+            SentMessage(message_id=0, chat_id=c, text=t, parse_mode=None, reply_markup=None, at=a)
+            for c, t, a in data["sent"]
+        ]
+        return sent, int(data["rate_limited"])
+
+    async def wait_for(self, count: int, limit: float) -> tuple[list[SentMessage], int]:
+        deadline = time.monotonic() + limit
+        while True:
+            sent, limited = await self.snapshot()
+            if len(sent) >= count or time.monotonic() > deadline:
+                return sent, limited
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._conn.send("stop")
+        await asyncio.to_thread(self._process.join, 10)
 
 
 def settings_in(folder: Path) -> Settings:
@@ -89,30 +158,61 @@ def report(
     print(f"   losses          {losses}")
 
 
-async def hub_run(folder: Path) -> None:
-    fake = FakeBotApi(enforce_limits=True)
+class InProcessFake:
+    """The fake in the hub's own event loop (``--same-loop``): its request handling and
+    the hub's share one loop, so arrival times carry the hub's scheduling jitter."""
+
+    def __init__(self) -> None:
+        self._fake = FakeBotApi(enforce_limits=True)
+
+    @property
+    def token(self) -> str:
+        return self._fake.token
+
+    @property
+    def base_url(self) -> str:
+        return self._fake.base_url
+
+    async def start(self) -> None:
+        await self._fake.start()
+
+    async def snapshot(self) -> tuple[list[SentMessage], int]:
+        return list(self._fake.sent), self._fake.rate_limited
+
+    async def wait_for(self, count: int, limit: float) -> tuple[list[SentMessage], int]:
+        await wait_until(lambda: len(self._fake.sent) >= count, limit)
+        return await self.snapshot()
+
+    async def stop(self) -> None:
+        await self._fake.stop()
+
+
+Fake = FakeProcess | InProcessFake
+
+
+async def hub_run(folder: Path, fake: Fake, batch_size: int | None) -> None:
     await fake.start()
-    ctx: HubContext = build_context(settings_in(folder))
+    settings = settings_in(folder)
+    if batch_size is not None:
+        settings.dispatcher.batch_size = batch_size
+    ctx: HubContext = build_context(settings)
     await prepare_database(ctx, force=True)
     telegram = TelegramBot(
-        TelegramSettings(
-            enabled=True,
-            token=fake.token,
-            base_url=fake.base_url,
-            base_file_url=fake.base_file_url,
-        ),
-        ctx,
+        TelegramSettings(enabled=True, token=fake.token, base_url=fake.base_url), ctx
     )
     try:
         await telegram.start()
         owner = await ctx.services.accounts.ensure_user("bench")
         for chat in range(1, PRIVATE_CHATS + 1):
-            await ctx.services.subscriptions.subscribe("telegram", str(1_000_000 + chat), owner.id)
-            await ctx.services.subscriptions.set_field(
-                "telegram", str(1_000_000 + chat), "tickers", "PRIV"
-            )
+            destination = str(1_000_000 + chat)
+            await ctx.services.subscriptions.subscribe("telegram", destination, owner.id)
+            await ctx.services.subscriptions.set_field("telegram", destination, "tickers", "PRIV")
         ctx.dispatcher.register(telegram.channel)
         await ctx.dispatcher.start()
+        print(
+            f"dispatcher: batch_size={settings.dispatcher.batch_size} "
+            f"concurrency={settings.dispatcher.concurrency}"
+        )
 
         # 1. one signal to 600 private chats
         started = time.monotonic()
@@ -120,30 +220,32 @@ async def hub_run(folder: Path) -> None:
             {"signal_id": "fanout-1", "ticker": "PRIV", "confidence": 0.9, "headline": "Fan-out"}
         )
         assert result.deliveries == PRIVATE_CHATS
-        done = await wait_until(lambda: len(fake.sent) >= PRIVATE_CHATS, 120)
-        await asyncio.sleep(0.5 if done else 0)  # let any duplicate show up
+        await fake.wait_for(PRIVATE_CHATS, 120)
+        await asyncio.sleep(0.5)  # let a duplicate show up, if any
+        sent, limited = await fake.snapshot()
         report(
             f"hub dispatcher + TelegramChannel: 1 signal -> {PRIVATE_CHATS} private chats",
             started,
-            list(fake.sent),
+            sent,
             PRIVATE_CHATS,
             PRIVATE_CHATS / GLOBAL_RATE,
-            fake.rate_limited,
+            limited,
             key=lambda m: m.chat_id,
         )
 
         # 2. twenty signals to one group
         await ctx.services.subscriptions.subscribe("telegram", str(GROUP_ID), owner.id)
         await ctx.services.subscriptions.set_field("telegram", str(GROUP_ID), "tickers", "GRP")
-        before, limited = len(fake.sent), fake.rate_limited
+        before = len(sent)
         started = time.monotonic()
         for n in range(GROUP_SIGNALS):
             await ctx.publisher.publish(
                 {"signal_id": f"group-{n}", "ticker": "GRP", "confidence": 0.9}
             )
-        done = await wait_until(lambda: len(fake.sent) >= before + GROUP_SIGNALS, 120)
-        await asyncio.sleep(1.0 if done else 0)
-        group = [m for m in fake.sent[before:] if m.chat_id == GROUP_ID]
+        await fake.wait_for(before + GROUP_SIGNALS, 120)
+        await asyncio.sleep(1.0)
+        sent, limited_after = await fake.snapshot()
+        group = [m for m in sent[before:] if m.chat_id == GROUP_ID]
         order = [m.text.split("ID: <code>")[1].split("<")[0] for m in group]
         report(
             f"hub dispatcher + TelegramChannel: {GROUP_SIGNALS} signals -> 1 group",
@@ -151,7 +253,7 @@ async def hub_run(folder: Path) -> None:
             group,
             GROUP_SIGNALS,
             GROUP_SIGNALS / CHAT_RATE,
-            fake.rate_limited - limited,
+            limited_after - limited,
             key=lambda m: m.text,
         )
         print(f"   in order        {order == [f'group-{n}' for n in range(GROUP_SIGNALS)]}")
@@ -162,9 +264,8 @@ async def hub_run(folder: Path) -> None:
         await fake.stop()
 
 
-async def direct_run(title: str, make_bot: Callable[[FakeBotApi], Bot]) -> None:
+async def direct_run(title: str, fake: Fake, make_bot: Callable[[Fake], Bot]) -> None:
     """The 600 sends issued at once straight through python-telegram-bot."""
-    fake = FakeBotApi(enforce_limits=True)
     await fake.start()
     bot = make_bot(fake)
     failures: Counter[str] = Counter()
@@ -181,13 +282,14 @@ async def direct_run(title: str, make_bot: Callable[[FakeBotApi], Bot]) -> None:
 
         started = time.monotonic()
         await asyncio.gather(*(send(1_000_000 + n) for n in range(1, PRIVATE_CHATS + 1)))
+        sent, limited = await fake.snapshot()
         report(
             title,
             started,
-            list(fake.sent),
+            sent,
             PRIVATE_CHATS,
             PRIVATE_CHATS / GLOBAL_RATE,
-            fake.rate_limited,
+            limited,
             key=lambda m: m.chat_id,
         )
         if failures:
@@ -201,7 +303,7 @@ def _request() -> HTTPXRequest:
     return HTTPXRequest(connection_pool_size=256, pool_timeout=60, read_timeout=60)
 
 
-def with_aio_rate_limiter(fake: FakeBotApi) -> Bot:
+def with_aio_rate_limiter(fake: Fake) -> Bot:
     return ExtBot(
         fake.token,
         base_url=fake.base_url,
@@ -210,21 +312,27 @@ def with_aio_rate_limiter(fake: FakeBotApi) -> Bot:
     )
 
 
-def without_limiter(fake: FakeBotApi) -> Bot:
+def without_limiter(fake: Fake) -> Bot:
     return Bot(fake.token, base_url=fake.base_url, request=_request())
 
 
-async def main(compare: bool) -> None:
+async def main(compare: bool, same_loop: bool, batch_size: int | None) -> None:
     logging.basicConfig(level=logging.ERROR)
+
+    def new_fake() -> Fake:
+        return InProcessFake() if same_loop else FakeProcess()
+
+    where = "in the hub's event loop" if same_loop else "in its own process"
+    print(f"fake Bot API {where}, limits enforced: 30/s per bot, 1/s per chat, 20/min per group")
     with tempfile.TemporaryDirectory() as folder:
-        await hub_run(Path(folder))
+        await hub_run(Path(folder), new_fake(), batch_size)
     if compare:
-        runs: list[tuple[str, Callable[[FakeBotApi], Bot]]] = [
+        runs: list[tuple[str, Callable[[Fake], Bot]]] = [
             ("python-telegram-bot AIORateLimiter (defaults, max_retries=5)", with_aio_rate_limiter),
             ("python-telegram-bot without a limiter", without_limiter),
         ]
         for title, factory in runs:
-            await direct_run(title, factory)
+            await direct_run(title, new_fake(), factory)
 
 
 def _run(coro: Awaitable[None]) -> None:
@@ -232,7 +340,11 @@ def _run(coro: Awaitable[None]) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--skip-compare", action="store_true", help="only the hub's own run")
+    parser.add_argument(
+        "--same-loop", action="store_true", help="run the fake in the hub's event loop"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="dispatcher.batch_size")
     args = parser.parse_args()
-    _run(main(compare=not args.skip_compare))
+    _run(main(not args.skip_compare, args.same_loop, args.batch_size))

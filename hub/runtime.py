@@ -112,10 +112,14 @@ class Hub:
             user = await ctx.services.accounts.ensure_user(CONSOLE_USER)
             await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
 
-        for bot in (self.telegram, self.discord):
-            if bot is not None:
-                await bot.start()
-                self._stops.append(bot.stop)
+        if self.telegram is not None:
+            await self.telegram.start()
+            self._stops.append(self.telegram.stop)
+        if self.discord is not None:
+            # A dispatcher-only process delivers over REST and stays off the gateway,
+            # so only the "bots" process answers interactions.
+            await self.discord.start(gateway="bots" in self.roles)
+            self._stops.append(self.discord.stop)
 
         if self.roles & {"api", "scheduler"}:
             count = await ctx.publisher.warm()

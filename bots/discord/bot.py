@@ -52,10 +52,14 @@ class HubClient(discord.Client):
         self.tree = HubCommandTree(self)
         self.ready_event = asyncio.Event()
         self.dm_seen: Callable[[int, int], None] | None = None
+        #: False for a delivery-only process: log in for REST, sync nothing.
+        self.sync_commands = True
         register_commands(self.tree, hub, settings, replier)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(OutcomeButton)
+        if not self.sync_commands:
+            return
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
                 guild = discord.Object(id=guild_id)
@@ -104,17 +108,31 @@ class DiscordBot:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self) -> None:
+    async def start(self, *, gateway: bool = True) -> None:
         """Log in, sync commands, connect to the gateway; return once ready.
+
+        ``gateway=False`` only logs in over REST (no commands, no buttons): enough
+        for :attr:`channel` to deliver, for a process that only dispatches while
+        another one runs the interactive bot.
 
         Raises :class:`DiscordStartError` (without the token) if that fails or
         takes longer than ``ready_timeout`` seconds.
         """
-        if self.running:
+        if self.running or (not gateway and self.client.user is not None):
             return
         token = self.settings.token.get_secret_value().strip()
         if not token:
             raise ConfigError("discord.token: required to start the Discord bot")
+        if not gateway:
+            self.client.sync_commands = False
+            try:
+                await asyncio.wait_for(self.client.login(token), self.ready_timeout)
+            except (discord.DiscordException, OSError, TimeoutError) as exc:
+                await self.stop()
+                raise DiscordStartError(
+                    f"the Discord bot could not log in: {_describe(exc)}"
+                ) from None
+            return
         self._task = asyncio.create_task(self.client.start(token), name="discord-client")
         self._task.add_done_callback(_log_exit)
         ready = asyncio.create_task(self.client.ready_event.wait(), name="discord-ready")
@@ -130,9 +148,9 @@ class DiscordBot:
         if ready in done:
             return
         if self._task in done:
-            exc = self._task.exception()
+            failure = self._task.exception()
             await self.stop()
-            reason = _describe(exc) if exc is not None else "the client stopped"
+            reason = _describe(failure) if failure is not None else "the client stopped"
             raise DiscordStartError(f"the Discord bot could not start: {reason}") from None
         await self.stop()
         raise DiscordStartError(

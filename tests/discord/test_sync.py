@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from bots.discord.bot import DiscordBot, DiscordStartError
+from core.channels import Alert
 from core.errors import ConfigError
+from core.signals import Signal
 from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import TOKEN, FakeDiscord
+from tests.discord.helpers import signal_data
 
 EXPECTED = {"subscribe", "unsubscribe", "filters", "feedback", "stats", "recent", "link", "help"}
 
@@ -122,3 +125,24 @@ async def test_missing_token_is_a_config_error(make_bot: BotFactory, fake: FakeD
     with pytest.raises(ConfigError, match="discord.token"):
         await make_bot(token="")
     assert fake.requests == []
+
+
+async def test_rest_only_start_delivers_without_a_gateway(
+    make_bot: BotFactory, fake: FakeDiscord
+) -> None:
+    bot = await make_bot(start=False)
+    await bot.start(gateway=False)
+    assert fake.identifies == [] and fake.command_syncs == []
+    signal = Signal.parse(signal_data(signal_id="rest-only"))
+    await bot.channel.send(Alert(1, 1, "channel:55", signal))
+    assert len(fake.messages_to(55)) == 1
+    await bot.stop()
+
+
+async def test_rest_only_start_with_bad_token_fails_clearly(
+    make_bot: BotFactory, fake: FakeDiscord
+) -> None:
+    bot = await make_bot(start=False, token="bad-token-SECRET")
+    with pytest.raises(DiscordStartError, match="rejected the token") as info:
+        await bot.start(gateway=False)
+    assert "bad-token-SECRET" not in str(info.value)
