@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
 
 from api.ratelimit import SlidingWindow
 from api.streams import set_user_filter, user_stream
@@ -59,8 +58,11 @@ async def _reject(websocket: WebSocket, message: str, code: int) -> None:
 def _parse_seq(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            return None
+        value = int(text)
     if isinstance(value, int) and 0 <= value <= MAX_SEQ:
         return value
     return None
@@ -92,7 +94,10 @@ async def stream(websocket: WebSocket) -> None:
     ctx: HubContext = websocket.app.state.ctx
     manager: ConnectionManager = websocket.app.state.ws_manager
     ip = websocket.client.host if websocket.client else "unknown"
-    await websocket.accept()
+    try:
+        await websocket.accept()
+    except Exception:
+        return  # the peer left during the handshake
     if manager.stopping:
         await _reject(websocket, "server shutting down", 1001)
         return
@@ -157,9 +162,6 @@ async def _serve(
         pass
     finally:
         await manager.unregister(client)
-        if websocket.application_state != WebSocketState.DISCONNECTED and not client.closing:
-            with contextlib.suppress(Exception):
-                await websocket.close(1000)
 
 
 class _Session:
@@ -197,32 +199,45 @@ class _Session:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            if self.window.hit(asyncio.get_running_loop().time()) > 0:
-                self.send(_error(self.rate_message))
-                continue
             await self.handle(message)
 
+    def over_limit(self) -> bool:
+        if self.window.hit(asyncio.get_running_loop().time()) > 0:
+            self.send(_error(self.rate_message))
+            return True
+        return False
+
     async def handle(self, message: dict[str, Any]) -> None:
+        """One client message. Pongs are only liveness and never rate limited (so a
+        client answering heartbeats can't lock itself out); everything else counts."""
         text = message.get("text")
         if text is None:
-            self.send(_error("send JSON text frames, not binary"))
+            if not self.over_limit():
+                self.send(_error("send JSON text frames, not binary"))
             return
-        if len(text) > self.max_bytes:
-            self.send(_error(f"message too large: at most {self.max_bytes} bytes"))
+        if len(text) > self.max_bytes or (
+            len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes
+        ):
+            if not self.over_limit():
+                self.send(_error(f"message too large: at most {self.max_bytes} bytes"))
             return
         try:
             data = json.loads(text)
         except ValueError:
-            self.send(_error("malformed JSON"))
+            if not self.over_limit():
+                self.send(_error("malformed JSON"))
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "pong":
+            self.manager.pong(self.client)
+            return
+        if self.over_limit():
             return
         if not isinstance(data, dict):
             self.send(_error('send a JSON object such as {"type":"pong"}'))
             return
-        kind = data.get("type")
         try:
-            if kind == "pong":
-                self.manager.pong(self.client)
-            elif kind == "subscribe":
+            if kind == "subscribe":
                 await self.subscribe(data.get("filters"))
             elif kind == "feedback":
                 await self.feedback(data)

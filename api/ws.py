@@ -169,8 +169,11 @@ class Client:
         buffer.append((seq, text))
 
     async def put(self, text: str) -> None:
-        """Queue ``text``, waiting for room (replays); raises ClientGone when closed."""
-        while len(self._pending) >= self.capacity:
+        """Queue ``text``, waiting for room (replays); raises ClientGone when closed.
+
+        It waits while the queue is half full, so heartbeats and answers queued by
+        :meth:`enqueue` during a long replay always fit."""
+        while len(self._pending) >= max(1, self.capacity // 2):
             if self.closing:
                 raise ClientGone
             self._space.clear()

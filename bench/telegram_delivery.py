@@ -33,16 +33,16 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 
-from telegram import Bot  # noqa: E402
-from telegram.error import RetryAfter, TelegramError  # noqa: E402
-from telegram.ext import AIORateLimiter, ExtBot  # noqa: E402
-from telegram.request import HTTPXRequest  # noqa: E402
+from telegram import Bot
+from telegram.error import RetryAfter, TelegramError
+from telegram.ext import AIORateLimiter, ExtBot
+from telegram.request import HTTPXRequest
 
-from bots.telegram import TelegramBot  # noqa: E402
-from core.context import HubContext  # noqa: E402
-from core.settings import Settings, TelegramSettings  # noqa: E402
-from hub.build import build_context, prepare_database  # noqa: E402
-from tests.telegram.fake_bot_api import FakeBotApi, SentMessage  # noqa: E402
+from bots.telegram import TelegramBot
+from core.context import HubContext
+from core.settings import Settings, TelegramSettings
+from hub.build import build_context, prepare_database
+from tests.telegram.fake_bot_api import FakeBotApi, SentMessage
 
 PRIVATE_CHATS = 600
 GROUP_SIGNALS = 20
@@ -67,6 +67,7 @@ def _serve_fake(conn: Connection) -> None:
                 {
                     "sent": [(m.chat_id, m.text, m.at) for m in fake.sent],
                     "rate_limited": fake.rate_limited,
+                    "refused_by": dict(fake.refused_by),
                 }
             )
         await fake.stop()
@@ -86,6 +87,7 @@ class FakeProcess:
         self._process = ctx.Process(target=_serve_fake, args=(child,), daemon=True)
         self.token = ""
         self.port = 0
+        self.refused_by: dict[str, int] = {}
 
     async def start(self) -> None:
         self._process.start()
@@ -102,6 +104,7 @@ class FakeProcess:
             SentMessage(message_id=0, chat_id=c, text=t, parse_mode=None, reply_markup=None, at=a)
             for c, t, a in data["sent"]
         ]
+        self.refused_by = data["refused_by"]
         return sent, int(data["rate_limited"])
 
     async def wait_for(self, count: int, limit: float) -> tuple[list[SentMessage], int]:
@@ -143,6 +146,7 @@ def report(
     floor: float,
     rate_limited: int,
     key: Callable[[SentMessage], object],
+    refused_by: dict[str, int] | None = None,
 ) -> None:
     counts = Counter(key(m) for m in messages)
     duplicates = sum(n - 1 for n in counts.values())
@@ -156,6 +160,8 @@ def report(
     print(f"   429s            {rate_limited}")
     print(f"   duplicates      {duplicates}")
     print(f"   losses          {losses}")
+    if refused_by:
+        print(f"   429s by limit   {refused_by}")
 
 
 class InProcessFake:
@@ -176,6 +182,10 @@ class InProcessFake:
     async def start(self) -> None:
         await self._fake.start()
 
+    @property
+    def refused_by(self) -> dict[str, int]:
+        return dict(self._fake.refused_by)
+
     async def snapshot(self) -> tuple[list[SentMessage], int]:
         return list(self._fake.sent), self._fake.rate_limited
 
@@ -190,11 +200,15 @@ class InProcessFake:
 Fake = FakeProcess | InProcessFake
 
 
-async def hub_run(folder: Path, fake: Fake, batch_size: int | None) -> None:
+async def hub_run(
+    folder: Path, fake: Fake, batch_size: int | None, concurrency: int | None
+) -> None:
     await fake.start()
     settings = settings_in(folder)
     if batch_size is not None:
         settings.dispatcher.batch_size = batch_size
+    if concurrency is not None:
+        settings.dispatcher.concurrency = concurrency
     ctx: HubContext = build_context(settings)
     await prepare_database(ctx, force=True)
     telegram = TelegramBot(
@@ -231,7 +245,9 @@ async def hub_run(folder: Path, fake: Fake, batch_size: int | None) -> None:
             PRIVATE_CHATS / GLOBAL_RATE,
             limited,
             key=lambda m: m.chat_id,
+            refused_by=fake.refused_by,
         )
+        refused_before = dict(fake.refused_by)
 
         # 2. twenty signals to one group
         await ctx.services.subscriptions.subscribe("telegram", str(GROUP_ID), owner.id)
@@ -255,6 +271,11 @@ async def hub_run(folder: Path, fake: Fake, batch_size: int | None) -> None:
             GROUP_SIGNALS / CHAT_RATE,
             limited_after - limited,
             key=lambda m: m.text,
+            refused_by={
+                k: v - refused_before.get(k, 0)
+                for k, v in fake.refused_by.items()
+                if v > refused_before.get(k, 0)
+            },
         )
         print(f"   in order        {order == [f'group-{n}' for n in range(GROUP_SIGNALS)]}")
     finally:
@@ -291,6 +312,7 @@ async def direct_run(title: str, fake: Fake, make_bot: Callable[[Fake], Bot]) ->
             PRIVATE_CHATS / GLOBAL_RATE,
             limited,
             key=lambda m: m.chat_id,
+            refused_by=fake.refused_by,
         )
         if failures:
             print(f"   send errors     {dict(failures)}")
@@ -316,7 +338,9 @@ def without_limiter(fake: Fake) -> Bot:
     return Bot(fake.token, base_url=fake.base_url, request=_request())
 
 
-async def main(compare: bool, same_loop: bool, batch_size: int | None) -> None:
+async def main(
+    compare: bool, same_loop: bool, batch_size: int | None, concurrency: int | None
+) -> None:
     logging.basicConfig(level=logging.ERROR)
 
     def new_fake() -> Fake:
@@ -325,7 +349,7 @@ async def main(compare: bool, same_loop: bool, batch_size: int | None) -> None:
     where = "in the hub's event loop" if same_loop else "in its own process"
     print(f"fake Bot API {where}, limits enforced: 30/s per bot, 1/s per chat, 20/min per group")
     with tempfile.TemporaryDirectory() as folder:
-        await hub_run(Path(folder), new_fake(), batch_size)
+        await hub_run(Path(folder), new_fake(), batch_size, concurrency)
     if compare:
         runs: list[tuple[str, Callable[[Fake], Bot]]] = [
             ("python-telegram-bot AIORateLimiter (defaults, max_retries=5)", with_aio_rate_limiter),
@@ -346,5 +370,6 @@ if __name__ == "__main__":
         "--same-loop", action="store_true", help="run the fake in the hub's event loop"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="dispatcher.batch_size")
+    parser.add_argument("--concurrency", type=int, default=None, help="dispatcher.concurrency")
     args = parser.parse_args()
-    _run(main(not args.skip_compare, args.same_loop, args.batch_size))
+    _run(main(not args.skip_compare, args.same_loop, args.batch_size, args.concurrency))

@@ -38,7 +38,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
+BENCH_SIGNAL: dict[str, Any] = {
+    "ticker": "ABCD",
+    "signal_type": "BUY",
+    "confidence": 0.85,
+    "catalyst_type": "FDA",
+    "source": "bench",
+    "price": 12.5,
+    "rvol": 2.3,
+    "sector": "Healthcare",
+    "headline": "ABCD receives FDA approval for its lead candidate",
+}
+
+
 SIGNAL_ID = re.compile(rb'"signal_id":"(bench-[^"]+)"')
 
 
@@ -166,19 +180,8 @@ async def run_rounds(
     POST was sent and answered, and when the first and last client got the signal."""
     records: list[dict[str, Any]] = []
     for i in range(rounds):
-        signal_id = f"bench-{mode}-{i}"
-        body = {
-            "signal_id": signal_id,
-            "ticker": "ABCD",
-            "signal_type": "BUY",
-            "confidence": 0.85,
-            "catalyst_type": "FDA",
-            "source": "bench",
-            "price": 12.5,
-            "rvol": 2.3,
-            "sector": "Healthcare",
-            "headline": "ABCD receives FDA approval for its lead candidate",
-        }
+        signal_id = f"bench-{count}-{mode}-{i}"
+        body = {"signal_id": signal_id, **BENCH_SIGNAL}
         t0 = time.monotonic_ns()
         response = await http.post(
             "/api/v1/signals", json=body, headers={"Authorization": f"Bearer {key}"}
@@ -194,7 +197,13 @@ async def run_rounds(
             await asyncio.sleep(0.0005)
         times = arrivals[signal_id]
         records.append(
-            {"id": signal_id, "t0": t0, "t_post": t_post, "t_first": min(times), "t_last": max(times)}
+            {
+                "id": signal_id,
+                "t0": t0,
+                "t_post": t_post,
+                "t_first": min(times),
+                "t_last": max(times),
+            }
         )
         await asyncio.sleep(0.02)
     return records
@@ -227,12 +236,76 @@ async def worker(args: argparse.Namespace) -> None:
     for client in clients:
         if client.transport is not None:
             client.transport.close()
+    if args.floor_port:
+        result["floor"] = await floor_rounds(args, arrivals)
     print(json.dumps({"event": "result", **result}), flush=True)
+
+
+async def floor_rounds(args: argparse.Namespace, arrivals: dict[str, list[int]]) -> list[int]:
+    """The same clients against a bare socket fan-out (no framework): the machine's floor."""
+    clients = await open_clients(args.floor_port, args.key, args.clients, arrivals)
+    print(json.dumps({"event": "floor-ready"}), flush=True)
+    last: list[int] = []
+    for i in range(args.rounds):
+        signal_id = f"bench-{args.clients}-floor-{i}"
+        deadline = time.monotonic() + 30
+        while len(arrivals.get(signal_id, ())) < args.clients:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{signal_id}: not every client received it")
+            await asyncio.sleep(0.0005)
+        last.append(max(arrivals[signal_id]))
+        print(json.dumps({"event": "floor-got", "i": i}), flush=True)
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
+    return last
 
 
 # =============================================================================
 # Server process (this one)
 # =============================================================================
+
+
+def text_frame(payload: bytes) -> bytes:
+    length = len(payload)
+    if length < 126:
+        return bytes([0x81, length]) + payload
+    if length < 1 << 16:
+        return bytes([0x81, 126]) + length.to_bytes(2, "big") + payload
+    return bytes([0x81, 127]) + length.to_bytes(8, "big") + payload
+
+
+def floor_message(count: int, i: int) -> str:
+    """The very text the hub sends for a bench signal (same size), for the floor."""
+    from api.ws import signal_message
+    from core.signals import Signal
+
+    return signal_message(
+        Signal(signal_id=f"bench-{count}-floor-{i}", **BENCH_SIGNAL).with_seq(i + 1)
+    )
+
+
+class FloorPeer(asyncio.Protocol):
+    """A bare-socket stand-in for the hub: answers the handshake, then only writes."""
+
+    def __init__(self, peers: list[asyncio.Transport]) -> None:
+        self.peers = peers
+        self.transport: asyncio.Transport | None = None
+        self.upgraded = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded or b"\r\n\r\n" not in data or self.transport is None:
+            return
+        self.upgraded = True
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n" + text_frame(b'{"type":"welcome"}')
+        )
+        self.peers.append(self.transport)
 
 
 async def bench(sizes: list[int], rounds: int | None) -> None:
@@ -258,6 +331,15 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
     await prepare_database(ctx, force=True)
     user = await ctx.services.accounts.create_user("bench")
     key, _ = await ctx.auth.create_key(user.id, ("read", "publish"))
+    principal = await ctx.auth.authenticate_key(key)
+    assert principal is not None
+    # A JWT: authenticating it only reads, so connecting thousands of clients is quicker.
+    token, _ttl = ctx.auth.issue_token(principal)
+    floor_peers: list[asyncio.Transport] = []
+    floor_server = await asyncio.get_running_loop().create_server(
+        lambda: FloorPeer(floor_peers), "127.0.0.1", 0, backlog=4096
+    )
+    floor_port = floor_server.sockets[0].getsockname()[1]
     published_at: dict[str, int] = {}
 
     def stamp(signal: Any) -> None:
@@ -274,12 +356,14 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
             n_rounds = rounds or (40 if count <= 1000 else 20)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(Path(__file__).resolve()),
+                str(SCRIPT),
                 "--worker",
                 "--port",
                 str(server.port),
                 "--key",
-                key,
+                token,
+                "--floor-port",
+                str(floor_port),
                 "--clients",
                 str(count),
                 "--rounds",
@@ -290,6 +374,8 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
             )
             assert proc.stdout is not None and proc.stdin is not None
             result: dict[str, Any] = {}
+            floor_t0: list[int] = []
+            floor_peers.clear()
             while True:
                 line = await proc.stdout.readline()
                 if not line:
@@ -299,6 +385,14 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                     manager.sequential_broadcast = event["mode"] == "sequential"
                     proc.stdin.write(b"ok\n")
                     await proc.stdin.drain()
+                elif event["event"] in ("floor-ready", "floor-got"):
+                    i = 0 if event["event"] == "floor-ready" else event["i"] + 1
+                    if i < n_rounds:
+                        await asyncio.sleep(0.02)
+                        frame = text_frame(floor_message(count, i).encode())
+                        floor_t0.append(time.monotonic_ns())
+                        for peer in floor_peers:
+                            peer.write(frame)
                 elif event["event"] == "result":
                     result = event
             await proc.wait()
@@ -322,6 +416,13 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                     f"p50 {percentile(fan, 50):6.1f} ms  p90 {percentile(fan, 90):6.1f} ms"
                     f" | POST answered p50 {percentile(post, 50):5.1f} ms"
                 )
+            if result.get("floor"):
+                floor = [(t - t0) / 1e6 for t, t0 in zip(result["floor"], floor_t0, strict=True)]
+                lines.append(
+                    f"  {'bare socket':<10}  (no framework; this machine's floor)       "
+                    f"| first write -> last client:  p50 {percentile(floor, 50):6.1f} ms  "
+                    f"p90 {percentile(floor, 90):6.1f} ms"
+                )
             lines.append(
                 "  sequential / concurrent p50 ratio: "
                 f"{p50s['sequential'][0] / p50s['concurrent'][0]:.2f}x end to end, "
@@ -334,6 +435,7 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                     break
                 await asyncio.sleep(0.02)
     finally:
+        floor_server.close()
         await server.stop()
         await ctx.db.dispose()
     print("\nsummary (publish-to-last-client):")
@@ -347,6 +449,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.clients = args.clients[0]

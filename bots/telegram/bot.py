@@ -20,6 +20,7 @@ from bots.telegram.channel import TelegramChannel
 from bots.telegram.handlers import TelegramHandlers
 from bots.telegram.texts import bot_commands
 from core.context import HubContext
+from core.errors import ConfigError
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class TelegramBot:
         self.settings = settings
         self.ctx = ctx
         token = settings.token.get_secret_value()
+        if not token:
+            raise ConfigError("telegram.token: required to run the Telegram bot")
         self._redactor = TokenRedactor(token)
         for name in _URL_LOGGERS:  # before building: the Bot logs its URL when created
             logging.getLogger(name).addFilter(self._redactor)

@@ -50,7 +50,7 @@ class TelegramHandlers:
             "help": self.help,
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
-            "filters": self.filters,
+            "filters": self.show_filters,
             "set": self.set,
             "reset": self.reset,
             "feedback": self.feedback,
@@ -86,7 +86,11 @@ class TelegramHandlers:
             reply = texts.esc(str(err))
         except TelegramError as err:
             log.warning("telegram command failed: %s", err.__class__.__name__)
-            reply = "Telegram did not answer in time; please try again."
+            reply = "Telegram did not answer; please try again."
+        except Exception:
+            # only the command word: arguments may hold a link code
+            log.exception("telegram command %s failed", (message.text or "?").split()[0][:40])
+            reply = "Something went wrong on our side; please try again in a minute."
         if reply:
             await message.reply_text(
                 reply, parse_mode=ParseMode.HTML, disable_web_page_preview=True
@@ -186,7 +190,7 @@ class TelegramHandlers:
             return "Unsubscribed: no more alerts here. /subscribe brings them back."
         return "This chat was not subscribed."
 
-    async def filters(self, update: Update, args: list[str]) -> str:
+    async def show_filters(self, update: Update, args: list[str]) -> str:
         flt = await self._ctx.services.subscriptions.get_filter(PLATFORM, self._destination(update))
         return texts.filter_text(flt)
 

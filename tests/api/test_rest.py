@@ -487,3 +487,31 @@ async def test_server_port_zero_and_restartable_stop(hub: Hub) -> None:
     await hub.server.stop()
     await hub.server.stop()  # idempotent
     await asyncio.sleep(0)
+
+
+async def test_oversized_body_is_413(hub: Hub) -> None:
+    _user, key = await hub.user("producer", ("publish",))
+    body = b'{"ticker":"ABCD","confidence":0.5,"headline":"' + b"x" * (2 << 20) + b'"}'
+    response = await hub.http.post(
+        "/api/v1/signals", content=body, headers={**auth(key), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "too large" in response.json()["detail"]
+
+
+async def test_hooks_run_around_the_lifespan(hub: Hub) -> None:
+    calls: list[str] = []
+
+    async def started() -> None:
+        calls.append("start")
+
+    async def stopped() -> None:
+        calls.append("stop")
+
+    server = ApiServer(
+        create_app(hub.ctx, on_startup=[started], on_shutdown=[stopped]), "127.0.0.1", 0
+    )
+    await server.start()
+    assert calls == ["start"]
+    await server.stop()
+    assert calls == ["start", "stop"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from typing import Any
 
@@ -331,9 +332,17 @@ async def test_resume_needs_a_cursor(hub: Hub) -> None:
         {"type": "resume"},
         {"type": "resume", "after_seq": -1},
         {"type": "resume", "after_seq": True},
+        {"type": "resume", "after_seq": "\u00b2"},
+        {"type": "resume", "after_seq": "9" * 5000},
+        {"type": "resume", "after_seq": 2**70},
     ):
         await ws.send(json.dumps(bad))
         assert "after_seq" in (await recv_type(ws, "error"))["message"]
+    # A bad cursor on the URL is ignored: the client simply goes live.
+    other = await hub.connect(key, "after_seq=%C2%B2")
+    assert (await recv_json(other))["type"] == "welcome"
+    await hub.publish(signal_id="live")
+    assert [s["signal_id"] for s in await signals_until(other, "live")] == ["live"]
 
 
 # ---- bad input and limits --------------------------------------------------------
@@ -369,10 +378,15 @@ async def test_message_rate_limit_errors_and_stays_connected(make_hub: HubFactor
     _user, key = await hub.user("alice")
     ws = await hub.connect(key)
     await recv_json(ws)
-    for _ in range(6):
+    # Pongs are liveness only and never limited, so answering heartbeats is always safe.
+    for _ in range(10):
         await ws.send(json.dumps({"type": "pong"}))
-    error = await recv_type(ws, "error")
-    assert "rate limit" in error["message"]
+    subscribe = json.dumps({"type": "subscribe", "filters": {}})
+    for _ in range(6):
+        await ws.send(subscribe)
+    answers = [await recv_json(ws) for _ in range(6)]
+    assert [a["type"] for a in answers[:3]] == ["subscribed"] * 3
+    assert all(a["type"] == "error" and "rate limit" in a["message"] for a in answers[3:])
     await hub.publish(signal_id="still-here")
     assert [s["signal_id"] for s in await signals_until(ws, "still-here")] == ["still-here"]
 
@@ -481,3 +495,41 @@ async def test_one_user_many_connections_all_receive(hub: Hub) -> None:
     for ws in sockets:
         assert [s["signal_id"] for s in await signals_until(ws, "all")] == ["all"]
     assert (await hub.http.get("/health")).json()["connected_clients"] == 5
+
+
+async def test_tokens_in_the_query_never_reach_the_logs(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    from api import ApiServer, create_app
+
+    _user, key = await hub.user("alice")
+    server = ApiServer(create_app(hub.ctx), "127.0.0.1", 0, log_level="info", access_log=True)
+    await server.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws?token={key}") as ws:
+                assert (await recv_json(ws))["type"] == "welcome"
+            async with websockets.connect(
+                f"ws://127.0.0.1:{server.port}/ws?token=catalyst_bad"
+            ) as ws:
+                assert (await recv_json(ws))["type"] == "error"
+    finally:
+        await server.stop()
+    server_side = [r for r in caplog.records if r.name.startswith(("uvicorn", "api", "core"))]
+    text = "\n".join(r.getMessage() for r in server_side)
+    assert "/ws?token=***" in text
+    assert key not in text and "catalyst_bad" not in text
+
+
+async def test_long_replay_through_a_small_queue_keeps_heartbeats(make_hub: HubFactory) -> None:
+    hub = await make_hub(
+        api={"client_queue_size": 8, "heartbeat_seconds": 0.02, "heartbeat_timeout_seconds": 30}
+    )
+    _user, key = await hub.user("alice")
+    for i in range(200):
+        await hub.publish(signal_id=f"r{i}")
+    ws = await hub.connect(key, "after_seq=0")
+    assert (await recv_json(ws))["type"] == "welcome"
+    received = [s["signal_id"] for s in await signals_until(ws, "r199")]
+    assert received == [f"r{i}" for i in range(200)]
+    assert hub.server.manager.connection_count == 1

@@ -19,7 +19,7 @@ import itertools
 import json
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +117,9 @@ class FakeBotApi:
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
         self.rate_limited = 0
+        #: Which enforced limit refused each 429 ("global", "chat", "group").
+        self.refused_by: Counter[str] = Counter()
+        self.refused_at: list[float] = []
         #: (chat_id, user_id) -> status; anyone else is a "member".
         self.members: dict[tuple[int, int], str] = {}
         self.chats: dict[int, dict[str, Any]] = {}
@@ -249,7 +252,11 @@ class FakeBotApi:
         keys = [("global", 30, 1.0), (f"chat:{chat_id}", 1, 1.0)]
         if isinstance(chat_id, str) or chat_id < 0:
             keys.append((f"group:{chat_id}", 20, 60.0))
-        wait = max(self._windows.wait(k, n, p, now) for k, n, p in keys)
+        waits = [(self._windows.wait(k, n, p, now), k.split(":")[0]) for k, n, p in keys]
+        wait, kind = max(waits)
+        if wait > 0:
+            self.refused_by[kind] += 1
+            self.refused_at.append(now)
         return wait, [k for k, _n, _p in keys]
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -180,3 +180,29 @@ async def test_token_never_logged(fake: FakeBotApi, ctx: HubContext, caplog: obj
     text = caplog.text  # type: ignore[attr-defined]
     assert "getMe" in text  # the request lines are there...
     assert fake.token not in text  # ...without the token
+
+
+async def test_an_internal_failure_gets_a_friendly_reply(tg: Chat, ctx: HubContext) -> None:
+    await ctx.db.dispose()  # the database goes away under the bot
+    try:
+        reply = await tg.ask("/subscribe")
+        assert "Something went wrong on our side" in reply.text
+        assert "Traceback" not in reply.text
+    finally:
+        ctx.db.connect()
+    assert "Subscribed" in (await tg.ask("/subscribe")).text
+
+
+async def test_unknown_commands_and_plain_text_are_ignored(tg: Chat) -> None:
+    await tg.silent("/nonsense")
+    await tg.silent("/set@other_bot min_confidence 0.5")
+
+
+def test_missing_token_is_a_config_error(ctx: HubContext) -> None:
+    import pytest
+
+    from core.errors import ConfigError
+    from core.settings import TelegramSettings
+
+    with pytest.raises(ConfigError, match="telegram.token"):
+        TelegramBot(TelegramSettings(enabled=True), ctx)
