@@ -9,6 +9,7 @@ import re
 import uvicorn
 from fastapi import FastAPI
 
+from api.fastsend import FanoutProtocol
 from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,10 @@ class ApiServer:
         *,
         log_level: str = "warning",
         access_log: bool = False,
+        fast_fanout: bool = True,
     ) -> None:
+        """``fast_fanout`` installs :class:`~api.fastsend.FanoutProtocol` (broadcasts
+        write pre-built frames); False uses uvicorn's plain sans-I/O protocol."""
         self.app = app
         self.host = host
         self.port = port
@@ -57,7 +61,7 @@ class ApiServer:
             app,
             host=host,
             port=port,
-            ws="websockets-sansio",
+            ws=FanoutProtocol if fast_fanout else "websockets-sansio",
             # Frames above max_message_bytes get an error message from the app; far
             # larger ones are cut off by the protocol (close 1009).
             ws_max_size=max(16 * max_bytes, 1 << 20),

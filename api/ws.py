@@ -2,15 +2,17 @@
 
 Fan-out
     ``ctx.bus`` calls :meth:`ConnectionManager.on_signal` once per published signal,
-    in ``seq`` order. The signal is serialized once; each client whose compiled
-    filter matches gets the same text appended to its bounded queue. Nothing in
-    the broadcast awaits, so no client can delay another.
+    in ``seq`` order. The signal is serialized once and framed once. Each client
+    whose compiled filter matches gets it: written straight to its socket when
+    nothing is queued ahead and the socket takes it (``api.fastsend``), else
+    appended to the client's bounded queue. Nothing in the broadcast awaits, so no
+    client can delay another.
 
 Per-client sending
-    Each :class:`Client` has one sender task that drains its queue into the socket.
-    It is the only writer after the welcome message, so messages keep their order.
-    A client whose queue is full when a message arrives is too slow: it is closed
-    (1008) and forgotten.
+    Queued messages are written by :meth:`Client.flush` on the next loop turn; a
+    write that must wait (the peer is not reading) moves to a task of that
+    client's own, and messages keep their order. A client whose queue is full
+    when a message arrives is too slow: it is closed (1008) and forgotten.
 
 Resume
     :meth:`ConnectionManager.resume` switches the client's live feed into a side
@@ -33,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
+from api.fastsend import EXTENSION as FRAME_EXTENSION
+from api.fastsend import text_frame
 from core.auth import Principal
 from core.filters import CompiledFilter, SignalFilter
 from core.signals import Signal
@@ -135,6 +139,8 @@ class Client:
         self._on_overflow = on_overflow
         self._scheduled = False
         self._sender: asyncio.Task[None] | None = None
+        extensions = websocket.scope.get("extensions") or {}
+        self._write_frame: Callable[[bytes], bool] | None = extensions.get(FRAME_EXTENSION)
 
     # ---- filter ---------------------------------------------------------
     def set_filter(self, flt: SignalFilter) -> None:
@@ -157,6 +163,24 @@ class Client:
             self._scheduled = True
             self._on_ready(self)
         return True
+
+    def offer(self, text: str, frame: bytes) -> bool:
+        """A broadcast message: written at once as the pre-built ``frame`` when nothing
+        is queued ahead of it and the socket takes it, else queued as ``text``."""
+        if (
+            self._write_frame is not None
+            and not self._pending
+            and self._sender is None
+            and not self.closing
+            and not self.dropped
+        ):
+            try:
+                if self._write_frame(frame):
+                    return True
+            except Exception:
+                self._mark_closed()
+                return False
+        return self.enqueue(text)
 
     def buffer_live(self, seq: int, text: str) -> None:
         buffer = self.side_buffer
@@ -276,6 +300,7 @@ class ConnectionManager:
         #: Benchmark baseline only: broadcast by awaiting each client in turn.
         self.sequential_broadcast = False
         self._ready_clients: list[Client] = []
+        self._broadcasts: list[Signal] = []
         self._flush_scheduled = False
         self._sequential_lock: asyncio.Lock | None = None
         self.stopping = False
@@ -373,18 +398,25 @@ class ConnectionManager:
     def _ready(self, client: Client) -> None:
         """``client`` has something queued: write it on this loop turn's flush."""
         self._ready_clients.append(client)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        ready, self._ready_clients = self._ready_clients, []
-        for client in ready:
-            try:
-                client.flush()
-            except Exception:  # pragma: no cover - flush handles its own errors
-                log.exception("flushing WebSocket client %s failed", client.id)
+        """Fan out the signals published since the last turn, then write queued messages."""
+        try:
+            while self._broadcasts or self._ready_clients:
+                broadcasts, self._broadcasts = self._broadcasts, []
+                for signal in broadcasts:
+                    self._broadcast(signal)
+                ready, self._ready_clients = self._ready_clients, []
+                for client in ready:
+                    client.flush()
+        finally:
+            self._flush_scheduled = False
 
     def _overflow(self, client: Client) -> None:
         if client.closing or client.dropped:
@@ -411,13 +443,20 @@ class ConnectionManager:
             client.set_filter(flt)
 
     def on_signal(self, signal: Signal) -> None:
-        """Bus listener: serialize once, queue to every matching client. Never awaits."""
+        """Bus listener: note the signal; it is fanned out on this loop turn's flush,
+        so the publisher (an ingest request, the scheduler) never waits for clients."""
         if not self._clients:
             return
         if self.sequential_broadcast:
             self._spawn(self._broadcast_sequentially(signal))
             return
+        self._broadcasts.append(signal)
+        self._schedule_flush()
+
+    def _broadcast(self, signal: Signal) -> None:
+        """Serialize and frame once; write or queue to every matching client. Never awaits."""
         text = signal_message(signal)
+        frame = text_frame(text.encode())
         seq = signal.seq or 0
         sent = 0
         for client in self._clients.values():
@@ -426,7 +465,7 @@ class ConnectionManager:
                 continue
             if client.side_buffer is not None:
                 client.buffer_live(seq, text)
-            elif client.enqueue(text):
+            elif client.offer(text, frame):
                 client.recent_live.append(seq)
                 sent += 1
         if sent:

@@ -261,6 +261,7 @@ class Dispatcher:
                         Alert(item.delivery_id, item.subscription_id, destination, signal)
                     )
                 except RetryLater as exc:
+                    limiter.refund(limits)
                     limiter.block(exc.scope, exc.retry_after)
                     log.warning(
                         "%s rate limited (%s) for %.1fs", platform, exc.scope, exc.retry_after

@@ -86,6 +86,14 @@ class ScopedLimiter:
                 return
             await asyncio.sleep(delay)
 
+    def refund(self, limits: Sequence[RateLimit]) -> None:
+        """Forget the newest recorded send under ``limits``: the platform refused it
+        (429), so it did not count against the platform's window either."""
+        for limit in limits:
+            stamps = self._window(limit).stamps
+            if stamps:
+                stamps.pop()
+
     def ready_in(self, limits: Sequence[RateLimit]) -> float:
         """How long until a send under ``limits`` would be allowed (0 if now)."""
         return max(0.0, self._delay(limits, self._clock()))

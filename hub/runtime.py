@@ -113,7 +113,11 @@ class Hub:
             await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
 
         if self.telegram is not None:
-            await self.telegram.start()
+            # Exactly one process receives updates: the bots role when polling (a second
+            # poller gets 409 Conflict), the API role in webhook mode.
+            polling = settings.telegram.mode == "polling"
+            receive = ("bots" in self.roles) if polling else ("api" in self.roles)
+            await self.telegram.start(receive_updates=receive)
             self._stops.append(self.telegram.stop)
         if self.discord is not None:
             # A dispatcher-only process delivers over REST and stays off the gateway,

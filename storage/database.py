@@ -66,6 +66,15 @@ class Database:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+                # We issue BEGIN ourselves (below) instead of the driver's implicit one.
+                dbapi_conn.isolation_level = None
+
+            @event.listens_for(engine.sync_engine, "begin")
+            def _sqlite_begin(conn: Any) -> None:
+                # IMMEDIATE takes the write lock up front, waiting through busy_timeout.
+                # A deferred transaction that reads and then writes can instead fail at
+                # once with "database is locked" when another writer got in between.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)

@@ -79,13 +79,25 @@ class TelegramBot:
 
     @property
     def running(self) -> bool:
+        """True while updates are being received and processed."""
         return self._started
 
-    async def start(self) -> None:
+    async def start(self, *, receive_updates: bool = True) -> None:
+        """Initialize (``getMe``) and, with ``receive_updates``, take updates: register
+        the commands, then poll or set the webhook, and process them.
+
+        ``receive_updates=False`` is for a delivery-only process (the dispatcher role):
+        :attr:`channel` sends, but only one process may poll a bot token (a second
+        ``getUpdates`` gets 409 Conflict), so that process neither polls nor sets the
+        webhook.
+        """
         for name in _URL_LOGGERS:
             logging.getLogger(name).addFilter(self._redactor)  # again after a stop()
         app = self.application
         await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
+        if not receive_updates:
+            log.info("telegram bot @%s ready to deliver (no updates here)", app.bot.username)
+            return
         await app.bot.set_my_commands(bot_commands())
         if self.settings.mode == "webhook":
             await app.bot.set_webhook(

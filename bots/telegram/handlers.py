@@ -11,7 +11,8 @@ the same rule.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from telegram import Chat, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
@@ -70,7 +71,7 @@ class TelegramHandlers:
         application.add_error_handler(self.on_error)
 
     # ---- plumbing -------------------------------------------------------
-    def _wrap(self, command: Command) -> Callable[[Update, Context], Awaitable[None]]:
+    def _wrap(self, command: Command) -> Callable[[Update, Context], Coroutine[Any, Any, None]]:
         async def callback(update: Update, context: Context) -> None:
             await self._run(command, update)
 

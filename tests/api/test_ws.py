@@ -533,3 +533,29 @@ async def test_long_replay_through_a_small_queue_keeps_heartbeats(make_hub: HubF
     received = [s["signal_id"] for s in await signals_until(ws, "r199")]
     assert received == [f"r{i}" for i in range(200)]
     assert hub.server.manager.connection_count == 1
+
+
+async def test_fan_out_without_the_frame_shortcut(hub: Hub) -> None:
+    """Under a server without api.fastsend (plain uvicorn) everything goes through ASGI."""
+    from api import ApiServer, create_app
+
+    _user, key = await hub.user("alice")
+    fast = await hub.connect(key)
+    await recv_json(fast)
+    fast_client = next(iter(hub.server.manager._clients.values()))
+    assert fast_client._write_frame is not None
+
+    server = ApiServer(create_app(hub.ctx), "127.0.0.1", 0, fast_fanout=False)
+    await server.start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws?token={key}") as ws:
+            await recv_json(ws)
+            plain_client = next(iter(server.manager._clients.values()))
+            assert plain_client._write_frame is None
+            for i in range(20):
+                await hub.publish(signal_id=f"p{i}")
+            expected = [f"p{i}" for i in range(20)]
+            assert [s["signal_id"] for s in await signals_until(ws, "p19")] == expected
+            assert [s["signal_id"] for s in await signals_until(fast, "p19")] == expected
+    finally:
+        await server.stop()

@@ -60,3 +60,13 @@ async def test_acquire_records_and_spaces_sends() -> None:
         await limiter.acquire(limits)
     # Four sends at two per 0.2 s need at least one full window of waiting.
     assert time.monotonic() - started >= 0.19
+
+
+def test_refund_gives_back_a_refused_send() -> None:
+    clock = Clock()
+    limiter = ScopedLimiter(margin=0.0, clock=clock)
+    limits = (RateLimit("group:1", 1, 60.0),)
+    limiter._window(limits[0]).stamps.append(clock.now)
+    assert limiter.ready_in(limits) > 59
+    limiter.refund(limits)
+    assert limiter.ready_in(limits) == 0

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from bots.telegram import TelegramBot
 from core.context import HubContext
-from tests.telegram.conftest import Chat
+from core.errors import ConfigError
+from core.settings import TelegramSettings
+from tests.telegram.conftest import Chat, telegram_settings
 from tests.telegram.fake_bot_api import BOT_USERNAME, FakeBotApi
 
 
@@ -167,17 +173,14 @@ async def test_commands_for_another_bot_are_ignored(tg: Chat, ctx: HubContext) -
     assert "Subscribed" in reply.text
 
 
-async def test_token_never_logged(fake: FakeBotApi, ctx: HubContext, caplog: object) -> None:
-    import logging
-
-    from tests.telegram.conftest import telegram_settings
-
-    assert hasattr(caplog, "set_level") and hasattr(caplog, "text")
-    caplog.set_level(logging.DEBUG)  # type: ignore[attr-defined]
+async def test_token_never_logged(
+    fake: FakeBotApi, ctx: HubContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     telegram = TelegramBot(telegram_settings(fake), ctx)
     await telegram.start()
     await telegram.stop()
-    text = caplog.text  # type: ignore[attr-defined]
+    text = caplog.text
     assert "getMe" in text  # the request lines are there...
     assert fake.token not in text  # ...without the token
 
@@ -199,10 +202,5 @@ async def test_unknown_commands_and_plain_text_are_ignored(tg: Chat) -> None:
 
 
 def test_missing_token_is_a_config_error(ctx: HubContext) -> None:
-    import pytest
-
-    from core.errors import ConfigError
-    from core.settings import TelegramSettings
-
     with pytest.raises(ConfigError, match="telegram.token"):
         TelegramBot(TelegramSettings(enabled=True), ctx)

@@ -204,3 +204,23 @@ async def test_server_errors_are_retried(
     await eventually(sent)
     [row] = await deliveries(ctx)
     assert row.attempts == 3
+
+
+async def test_delivery_only_process_neither_polls_nor_registers(
+    ctx: HubContext, fake: FakeBotApi
+) -> None:
+    from tests.telegram.conftest import telegram_settings
+
+    bot = TelegramBot(telegram_settings(fake), ctx)
+    await bot.start(receive_updates=False)
+    try:
+        assert not bot.running
+        await subscribe(ctx, 1001)
+        await run(ctx, bot)
+        await ctx.publisher.publish(SIGNAL)
+        await fake.wait_sent(1, chat_id=1001)
+        methods = {m for m, _p in fake.calls}
+        assert methods == {"getMe", "sendMessage"}
+    finally:
+        await ctx.dispatcher.stop()
+        await bot.stop()
