@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -207,7 +208,7 @@ class _Session:
             return True
         return False
 
-    async def handle(self, message: dict[str, Any]) -> None:
+    async def handle(self, message: Mapping[str, Any]) -> None:
         """One client message. Pongs are only liveness and never rate limited (so a
         client answering heartbeats can't lock itself out); everything else counts."""
         text = message.get("text")

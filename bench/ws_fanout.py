@@ -173,92 +173,67 @@ async def open_clients(
     return clients
 
 
-async def run_rounds(
-    http: Any, key: str, mode: str, rounds: int, count: int, arrivals: dict[str, list[int]]
-) -> list[dict[str, Any]]:
-    """Publish ``rounds`` signals one after another; per round the signal id, when the
-    POST was sent and answered, and when the first and last client got the signal."""
-    records: list[dict[str, Any]] = []
-    for i in range(rounds):
-        signal_id = f"bench-{count}-{mode}-{i}"
-        body = {"signal_id": signal_id, **BENCH_SIGNAL}
-        t0 = time.monotonic_ns()
-        response = await http.post(
-            "/api/v1/signals", json=body, headers={"Authorization": f"Bearer {key}"}
-        )
-        t_post = time.monotonic_ns()
-        if response.status_code != 201:
-            raise RuntimeError(f"publish failed: {response.status_code} {response.text}")
-        deadline = time.monotonic() + 30
-        while len(arrivals.get(signal_id, ())) < count:
-            if time.monotonic() > deadline:
-                got = len(arrivals.get(signal_id, ()))
-                raise RuntimeError(f"{signal_id}: only {got} of {count} clients received it")
-            await asyncio.sleep(0.0005)
-        times = arrivals[signal_id]
-        records.append(
-            {
-                "id": signal_id,
-                "t0": t0,
-                "t_post": t_post,
-                "t_first": min(times),
-                "t_last": max(times),
-            }
-        )
-        await asyncio.sleep(0.02)
-    return records
+async def wait_for_all(signal_id: str, count: int, arrivals: dict[str, list[int]]) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(arrivals.get(signal_id, ())) < count:
+        if time.monotonic() > deadline:
+            got = len(arrivals.get(signal_id, ()))
+            raise RuntimeError(f"{signal_id}: only {got} of {count} clients received it")
+        await asyncio.sleep(0.0005)
+    return arrivals[signal_id]
 
 
 async def worker(args: argparse.Namespace) -> None:
+    """Open the clients, then per round measure every mode once (interleaved, so
+    noise from other processes on the machine hits all modes alike)."""
     import httpx
 
-    raise_nofile(args.clients + 1000)
+    raise_nofile(2 * args.clients + 1000)
     arrivals: dict[str, list[int]] = {}
     started = time.monotonic()
     clients = await open_clients(args.port, args.key, args.clients, arrivals)
     connect_s = time.monotonic() - started
+    floor_clients: list[BenchClient] = []
+    modes = ["concurrent", "sequential"]
+    if args.floor_port:
+        floor_clients = await open_clients(args.floor_port, args.key, args.clients, arrivals)
+        modes.append("floor")
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
-    result: dict[str, Any] = {"connect_seconds": round(connect_s, 2)}
+    records: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    headers = {"Authorization": f"Bearer {args.key}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=30) as http:
-        await run_rounds(http, args.key, "warmup", 3, args.clients, arrivals)
-        for mode in ("concurrent", "sequential"):
-            print(json.dumps({"event": "mode", "mode": mode}), flush=True)
-            if (await reader.readline()).strip() != b"ok":
-                raise RuntimeError("the server process did not switch mode")
-            await run_rounds(http, args.key, f"warm-{mode}", 2, args.clients, arrivals)
-            result[mode] = await run_rounds(
-                http, args.key, mode, args.rounds, args.clients, arrivals
-            )
-    result["closed_early"] = sum(1 for c in clients if c.closed)
-    for client in clients:
+        for r in range(-2, args.rounds):  # two warm-up rounds
+            for mode in modes:
+                signal_id = f"bench-{args.clients}-{mode}-{r}"
+                print(json.dumps({"event": "mode", "mode": mode, "id": signal_id}), flush=True)
+                if (await reader.readline()).strip() != b"ok":
+                    raise RuntimeError("the server process did not answer")
+                t0 = t_post = 0
+                if mode != "floor":
+                    t0 = time.monotonic_ns()
+                    response = await http.post(
+                        "/api/v1/signals",
+                        json={"signal_id": signal_id, **BENCH_SIGNAL},
+                        headers=headers,
+                    )
+                    t_post = time.monotonic_ns()
+                    if response.status_code != 201:
+                        raise RuntimeError(f"publish failed: {response.status_code}")
+                times = await wait_for_all(signal_id, args.clients, arrivals)
+                if r >= 0:
+                    records[mode].append(
+                        {"id": signal_id, "t0": t0, "t_post": t_post, "t_last": max(times)}
+                    )
+                await asyncio.sleep(0.02)
+    closed_early = sum(1 for c in clients if c.closed)
+    for client in clients + floor_clients:
         if client.transport is not None:
             client.transport.close()
-    if args.floor_port:
-        result["floor"] = await floor_rounds(args, arrivals)
+    result = {"connect_seconds": round(connect_s, 2), "closed_early": closed_early, **records}
     print(json.dumps({"event": "result", **result}), flush=True)
-
-
-async def floor_rounds(args: argparse.Namespace, arrivals: dict[str, list[int]]) -> list[int]:
-    """The same clients against a bare socket fan-out (no framework): the machine's floor."""
-    clients = await open_clients(args.floor_port, args.key, args.clients, arrivals)
-    print(json.dumps({"event": "floor-ready"}), flush=True)
-    last: list[int] = []
-    for i in range(args.rounds):
-        signal_id = f"bench-{args.clients}-floor-{i}"
-        deadline = time.monotonic() + 30
-        while len(arrivals.get(signal_id, ())) < args.clients:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{signal_id}: not every client received it")
-            await asyncio.sleep(0.0005)
-        last.append(max(arrivals[signal_id]))
-        print(json.dumps({"event": "floor-got", "i": i}), flush=True)
-    for client in clients:
-        if client.transport is not None:
-            client.transport.close()
-    return last
 
 
 # =============================================================================
@@ -275,14 +250,12 @@ def text_frame(payload: bytes) -> bytes:
     return bytes([0x81, 127]) + length.to_bytes(8, "big") + payload
 
 
-def floor_message(count: int, i: int) -> str:
+def floor_message(signal_id: str) -> str:
     """The very text the hub sends for a bench signal (same size), for the floor."""
     from api.ws import signal_message
     from core.signals import Signal
 
-    return signal_message(
-        Signal(signal_id=f"bench-{count}-floor-{i}", **BENCH_SIGNAL).with_seq(i + 1)
-    )
+    return signal_message(Signal(signal_id=signal_id, **BENCH_SIGNAL).with_seq(1))
 
 
 class FloorPeer(asyncio.Protocol):
@@ -374,7 +347,7 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
             )
             assert proc.stdout is not None and proc.stdin is not None
             result: dict[str, Any] = {}
-            floor_t0: list[int] = []
+            floor_t0: dict[str, int] = {}
             floor_peers.clear()
             while True:
                 line = await proc.stdout.readline()
@@ -382,17 +355,15 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                     break
                 event = json.loads(line)
                 if event["event"] == "mode":
-                    manager.sequential_broadcast = event["mode"] == "sequential"
-                    proc.stdin.write(b"ok\n")
-                    await proc.stdin.drain()
-                elif event["event"] in ("floor-ready", "floor-got"):
-                    i = 0 if event["event"] == "floor-ready" else event["i"] + 1
-                    if i < n_rounds:
-                        await asyncio.sleep(0.02)
-                        frame = text_frame(floor_message(count, i).encode())
-                        floor_t0.append(time.monotonic_ns())
+                    if event["mode"] == "floor":
+                        frame = text_frame(floor_message(event["id"]).encode())
+                        floor_t0[event["id"]] = time.monotonic_ns()
                         for peer in floor_peers:
                             peer.write(frame)
+                    else:
+                        manager.sequential_broadcast = event["mode"] == "sequential"
+                    proc.stdin.write(b"ok\n")
+                    await proc.stdin.drain()
                 elif event["event"] == "result":
                     result = event
             await proc.wait()
@@ -417,9 +388,9 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                     f" | POST answered p50 {percentile(post, 50):5.1f} ms"
                 )
             if result.get("floor"):
-                floor = [(t - t0) / 1e6 for t, t0 in zip(result["floor"], floor_t0, strict=True)]
+                floor = [(r["t_last"] - floor_t0[r["id"]]) / 1e6 for r in result["floor"]]
                 lines.append(
-                    f"  {'bare socket':<10}  (no framework; this machine's floor)       "
+                    f"  {'bare socket':<10}  (no framework: this machine's floor)      "
                     f"| first write -> last client:  p50 {percentile(floor, 50):6.1f} ms  "
                     f"p90 {percentile(floor, 90):6.1f} ms"
                 )
