@@ -40,7 +40,7 @@ class ScopedLimiter:
     platform never turns a permitted send into a 429.
     """
 
-    def __init__(self, *, margin: float = 0.01, clock: Clock = time.monotonic) -> None:
+    def __init__(self, *, margin: float = 0.02, clock: Clock = time.monotonic) -> None:
         self._windows: dict[tuple[str, int, float], _Window] = {}
         self._blocked: dict[str, float] = {}
         self._margin = margin

@@ -52,7 +52,7 @@ class CatalystClient:
         self.ws = await websockets.connect(
             f"{self.ws_url}?token={quote(self.api_key, safe='')}", open_timeout=10
         )
-        welcome = json.loads(await self.ws.recv())
+        welcome: dict[str, Any] = json.loads(await self.ws.recv())
         if welcome.get("type") != "welcome":
             raise StreamRefused(welcome.get("message", "the server refused the connection"))
         log.info("connected as client %s", welcome["client_id"])
