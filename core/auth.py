@@ -28,6 +28,7 @@ SCOPES = ("read", "feedback", "publish", "admin")
 DEFAULT_SCOPES = ("read", "feedback")
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "catalyst-signal-hub"
+LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 def hash_key(key: str) -> str:
@@ -104,15 +105,17 @@ class AuthService:
     async def authenticate_key(self, key: str) -> Principal | None:
         if not key.startswith(KEY_PREFIX) or len(key) > 128:
             return None
-        async with self._db.transaction() as session:
+        async with self._db.session() as session, session.begin():
             row = await users_repo.api_key_by_hash(hash_key(key), session=session)
             if row is None or row.revoked_at is not None:
                 return None
             user = await users_repo.get_user(row.user_id, session=session)
             if user is None:
                 return None
-            row.last_used_at = utcnow()
-            session.add(row)
+            now = utcnow()
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+                row.last_used_at = now  # at most one write a minute per key
+                session.add(row)
             scopes = frozenset(row.scopes.split(","))
             if user.is_admin:
                 scopes |= {"admin"}

@@ -127,7 +127,10 @@ class Signal(BaseModel):
     def _check_timestamp(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must include a timezone, e.g. 2026-01-02T15:04:05Z")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
 
     @field_validator("metadata")
     @classmethod

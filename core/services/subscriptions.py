@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from core.errors import InvalidInput, NotFound
 from core.filters import SignalFilter
 from core.router import STREAM_PLATFORMS
@@ -70,6 +72,15 @@ class SubscriptionService:
         active destination again changes nothing. A deactivated one is reactivated
         with its filter kept."""
         _check(platform, destination)
+        try:
+            return await self._subscribe(platform, destination, user_id, flt)
+        except IntegrityError:
+            # Two first subscribes of the same destination raced; the row exists now.
+            return await self._subscribe(platform, destination, user_id, flt)
+
+    async def _subscribe(
+        self, platform: str, destination: str, user_id: int, flt: SignalFilter | None
+    ) -> tuple[SubscriptionInfo, bool]:
         async with self._db.transaction() as session:
             row = await repo.get_by_destination(platform, destination, session=session)
             if row is not None and row.active:

@@ -62,3 +62,10 @@ def test_not_a_mapping() -> None:
 
 def test_seq_from_producer_is_ignored() -> None:
     assert Signal.parse({"ticker": "AAPL", "confidence": 0.5, "seq": 99}).seq is None
+
+
+def test_out_of_range_timestamp_is_a_validation_error() -> None:
+    with pytest.raises(InvalidInput, match="timestamp: is out of range"):
+        Signal.parse(
+            {"ticker": "AAPL", "confidence": 0.5, "timestamp": "9999-12-31T23:59:59-23:59"}
+        )

@@ -199,3 +199,13 @@ async def test_expired_jwt_is_rejected(any_ctx: HubContext) -> None:
         algorithm="HS256",
     )
     assert await any_ctx.auth.authenticate(string_exp) is None
+
+
+async def test_concurrent_first_subscribes_do_not_crash(any_ctx: HubContext) -> None:
+    import asyncio
+
+    user = await any_ctx.services.accounts.create_user("racer")
+    results = await asyncio.gather(
+        *(any_ctx.services.subscriptions.stream(user.id) for _ in range(5))
+    )
+    assert len({r.id for r in results}) == 1
