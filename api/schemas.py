@@ -8,6 +8,7 @@ the domain rules and its messages are returned as they are.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
@@ -146,15 +147,7 @@ class OutcomeStatsOut(BaseModel):
 
     @classmethod
     def of(cls, stats: OutcomeStats) -> OutcomeStatsOut:
-        return cls(
-            trades_executed=stats.trades_executed,
-            wins=stats.wins,
-            losses=stats.losses,
-            breakeven=stats.breakeven,
-            skipped=stats.skipped,
-            win_rate=stats.win_rate,
-            avg_return=stats.avg_return,
-        )
+        return cls(**asdict(stats))
 
 
 class StatsOut(OutcomeStatsOut):

@@ -20,7 +20,7 @@ from typing import Any
 from core.auth import DEFAULT_SCOPES, parse_scopes
 from core.context import HubContext
 from core.errors import HubError
-from core.logs import configure_logging
+from core.logs import configure_logging, secrets_of
 from core.scheduler import collect
 from core.settings import Settings, load_settings
 from core.signals import Signal
@@ -204,7 +204,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise
         except Exception as exc:  # a start-up failure: say what, without a traceback
             logging.getLogger("hub").debug("start-up failed", exc_info=True)
-            raise CliError(f"could not start: {exc.__class__.__name__}: {exc}") from None
+            message = f"could not start: {exc.__class__.__name__}: {exc}"
+            for secret in secrets_of(settings):
+                if secret:
+                    message = message.replace(secret, "***")
+            raise CliError(message) from None
         return 0
     if cmd == "db":
 

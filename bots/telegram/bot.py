@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from telegram import Update
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
 from bots.telegram.channel import TelegramChannel
@@ -24,6 +25,11 @@ from core.errors import ConfigError
 from core.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
+
+
+class TelegramStartError(RuntimeError):
+    """The bot could not start; the message names the cause and never the token."""
+
 
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
 #: Libraries whose log lines may carry the request URL, which holds the token.
@@ -94,7 +100,18 @@ class TelegramBot:
         for name in _URL_LOGGERS:
             logging.getLogger(name).addFilter(self._redactor)  # again after a stop()
         app = self.application
-        await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
+        try:
+            await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
+        except InvalidToken:
+            # PTB's own message quotes the token; ours never does.
+            raise TelegramStartError(
+                "Telegram rejected the bot token; check telegram.token"
+            ) from None
+        except NetworkError as exc:
+            raise TelegramStartError(
+                f"cannot reach the Telegram Bot API at {self.settings.base_url}: "
+                f"{exc.__class__.__name__}"
+            ) from None
         if not receive_updates:
             log.info("telegram bot @%s ready to deliver (no updates here)", app.bot.username)
             return
