@@ -22,6 +22,7 @@ from core.errors import HubError
 from core.publisher import Publisher
 from core.settings import SchedulerSettings
 from core.sources.loader import Source
+from storage.locks import LeaderLock
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +134,25 @@ class CatalystScheduler:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None
+
+    async def run_as_leader(self, lock: LeaderLock, *, retry_seconds: float | None = None) -> None:
+        """Start the job once this process holds ``lock``; until then stand by and
+        retry, so a second scheduler process takes over when the first one dies.
+        Runs until cancelled, then stops the job and releases the lock."""
+        retry = retry_seconds if retry_seconds is not None else self._settings.interval_seconds
+        announced = False
+        try:
+            while not await lock.try_acquire():
+                if not announced:
+                    log.info("another process runs the Catalyst job; standing by")
+                    announced = True
+                await asyncio.sleep(retry)
+            self.start()
+            await asyncio.Event().wait()
+        finally:
+            self.stop()
+            await lock.release()

@@ -27,6 +27,7 @@ from core.scheduler import CatalystJob, CatalystScheduler
 from core.settings import Settings
 from core.sources.loader import load_source
 from hub.build import build_context, prepare_database
+from storage.locks import LeaderLock
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,9 @@ class Hub:
         if settings.scheduler.enabled and "scheduler" in self.roles:
             source = load_source(settings.scheduler, ctx.db)
             scheduler = CatalystScheduler(CatalystJob(source, ctx.publisher), settings.scheduler)
-            scheduler.start()
-            self._stops.append(_async(scheduler.stop))
+            # On PostgreSQL an advisory lock lets exactly one process run the job.
+            task = asyncio.create_task(scheduler.run_as_leader(LeaderLock(ctx.db)))
+            self._stops.append(_cancel(task))
 
         if self.app is not None:
             if "scheduler" not in self.roles or not settings.scheduler.enabled:
@@ -184,8 +186,10 @@ class Hub:
             await self.stop()
 
 
-def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
     async def _run() -> None:
-        fn()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     return _run
