@@ -181,3 +181,15 @@ class SourceCursor(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=255)
     state: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class PlatformMemo(SQLModel, table=True):
+    """Small facts a platform adapter learns and should not relearn after a restart
+    (the Discord DM channel id of a user: opening it again costs a request)."""
+
+    __tablename__ = "platform_memos"
+
+    namespace: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=128)
+    updated_at: datetime = _ts(default_factory=utcnow)

@@ -25,6 +25,8 @@ from core.errors import ConfigError
 from core.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
+#: Memo namespace for user id -> DM channel id.
+DM_MEMOS = "discord:dm"
 
 
 class DiscordStartError(RuntimeError):
@@ -102,6 +104,7 @@ class DiscordBot:
         self.client = HubClient(ctx, settings, self.replier, **options)
         self.channel = DiscordChannel(self.client)
         self.client.dm_seen = self.channel.remember_dm_channel
+        self.channel.on_dm_opened = self._store_dm_channel
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -123,6 +126,7 @@ class DiscordBot:
         token = self.settings.token.get_secret_value().strip()
         if not token:
             raise ConfigError("discord.token: required to start the Discord bot")
+        await self._load_dm_channels()
         if not gateway:
             self.client.sync_commands = False
             try:
@@ -157,6 +161,18 @@ class DiscordBot:
             f"the Discord bot was not ready within {self.ready_timeout:g}s "
             "(gateway unreachable or slow)"
         )
+
+    async def _load_dm_channels(self) -> None:
+        """DM channels opened before a restart: reused, so no request re-opens them."""
+        memos = await self.ctx.services.memos.load(DM_MEMOS)
+        for user_id, channel_id in memos.items():
+            if user_id.isdigit() and channel_id.isdigit():
+                self.channel.remember_dm_channel(int(user_id), int(channel_id))
+        if memos:
+            log.info("reusing %d stored Discord DM channels", len(memos))
+
+    async def _store_dm_channel(self, user_id: int, channel_id: int) -> None:
+        await self.ctx.services.memos.put(DM_MEMOS, str(user_id), str(channel_id))
 
     async def stop(self) -> None:
         """Close the connection and wait for the client task to end."""

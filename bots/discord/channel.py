@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 import aiohttp
@@ -86,6 +86,8 @@ class DiscordChannel(Channel):
         self._per_destination = per_destination
         self._dm_channels: OrderedDict[int, int] = OrderedDict()
         self._dm_cache_size = dm_cache_size
+        #: Called after a DM channel is opened, to keep it across restarts.
+        self.on_dm_opened: Callable[[int, int], Awaitable[None]] | None = None
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
         calls, period = self._per_destination
@@ -136,6 +138,11 @@ class DiscordChannel(Channel):
         data = await self._client.http.start_private_message(user_id)
         channel_id = int(data["id"])
         self.remember_dm_channel(user_id, channel_id)
+        if self.on_dm_opened is not None:
+            try:
+                await self.on_dm_opened(user_id, channel_id)
+            except Exception:  # the send goes on; the DM is just opened again later
+                log.warning("could not store the DM channel of user %s", user_id, exc_info=True)
         return channel_id
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from core.services.accounts import AccountService, UserRef
 from core.services.feedback import FeedbackService, OutcomeInfo, UserStats
+from core.services.memos import MemoService
 from core.services.signals import SignalService
 from core.services.subscriptions import SubscriptionInfo, SubscriptionService
 from storage.database import Database
@@ -18,6 +19,7 @@ __all__ = [
     "AccountService",
     "FeedbackService",
     "HubServices",
+    "MemoService",
     "OutcomeInfo",
     "SignalService",
     "SubscriptionInfo",
@@ -33,6 +35,7 @@ class HubServices:
     subscriptions: SubscriptionService
     feedback: FeedbackService
     signals: SignalService
+    memos: MemoService
 
     @classmethod
     def build(cls, db: Database) -> HubServices:
@@ -41,4 +44,5 @@ class HubServices:
             subscriptions=SubscriptionService(db),
             feedback=FeedbackService(db),
             signals=SignalService(db),
+            memos=MemoService(db),
         )

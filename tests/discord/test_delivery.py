@@ -254,3 +254,18 @@ async def test_403_on_channel_deactivates_with_reason(
     assert "forbidden" in (info.deactivated_reason or "") and "50013" in (
         info.deactivated_reason or ""
     )
+
+
+async def test_dm_channels_survive_a_restart(
+    make_bot: BotFactory, fake: FakeDiscord, ctx: HubContext
+) -> None:
+    first = await make_bot()
+    await first.channel.send(alert(f"dm:{USER}", signal_id="before"))
+    assert fake.dm_opened == [USER]
+    await first.stop()
+    restarted = await make_bot()  # a new process would build a new bot the same way
+    assert restarted.channel.cached_dm_channel(USER) is not None
+    await restarted.channel.send(alert(f"dm:{USER}", signal_id="after"))
+    assert fake.dm_opened == [USER]  # not opened again
+    channel_id = restarted.channel.cached_dm_channel(USER)
+    assert channel_id is not None and len(fake.messages_to(channel_id)) == 2

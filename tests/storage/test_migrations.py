@@ -29,11 +29,12 @@ async def test_upgrade_creates_every_table_and_is_repeatable(any_ctx: HubContext
         "trade_outcomes",
         "link_codes",
         "source_cursors",
+        "platform_memos",
         "alembic_version",
     } <= names
     before = await current_revision(any_ctx.db)
     await upgrade(any_ctx.db)  # a second upgrade is a no-op
-    assert await current_revision(any_ctx.db) == before == "0001"
+    assert await current_revision(any_ctx.db) == before == "0002"
 
 
 async def test_models_and_migrations_agree(any_ctx: HubContext) -> None:
