@@ -21,8 +21,9 @@ from storage.repositories import subscriptions as subs_repo
 
 log = logging.getLogger(__name__)
 
-#: Platforms served by the live stream rather than the outbox.
-STREAM_PLATFORMS = frozenset({"api"})
+#: The platform of API/WebSocket stream subscriptions: served live, not by the outbox.
+STREAM_PLATFORM = "api"
+STREAM_PLATFORMS = frozenset({STREAM_PLATFORM})
 #: Overlap when refreshing, so rows committed with a slightly older clock are not missed.
 _REFRESH_OVERLAP = timedelta(seconds=5)
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import InvalidInput, NotFound
 from core.filters import SignalFilter
-from core.router import STREAM_PLATFORMS
+from core.router import STREAM_PLATFORM
 from storage.database import Database
 from storage.models import Subscription, utcnow
 from storage.repositories import subscriptions as repo
@@ -176,13 +176,11 @@ class SubscriptionService:
 
     # ---- the API / WebSocket stream of a user ------------------------------
     async def stream(self, user_id: int) -> SubscriptionInfo:
-        """The user's API/WebSocket subscription, created on first use (empty filter)."""
-        info, _ = await self.subscribe("api", str(user_id), user_id)
+        """The user's API/WebSocket subscription, created on first use (empty filter).
+        Served by the live stream, never by the outbox (see core.router)."""
+        info, _ = await self.subscribe(STREAM_PLATFORM, str(user_id), user_id)
         return info
 
     async def set_stream_filter(self, user_id: int, flt: SignalFilter) -> SignalFilter:
         await self.stream(user_id)
-        return await self.replace_filter("api", str(user_id), flt)
-
-
-assert "api" in STREAM_PLATFORMS
+        return await self.replace_filter(STREAM_PLATFORM, str(user_id), flt)
