@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/ws_fanout.py                 # N = 1000 and 5000
     .venv/bin/python bench/ws_fanout.py --clients 200 --rounds 10
+    .venv/bin/python bench/ws_fanout.py --busy-poll     # receiver never sleeps (see below)
+    .venv/bin/python bench/ws_fanout.py --asyncio-client  # the older, heavier receiver
 
 The hub and its API server run in this process (uvicorn in the event loop, as
 ``catalyst run`` does). The N WebSocket clients run in a separate process that
@@ -10,15 +12,43 @@ also publishes: for each round it records t0, POSTs a signal to
 clock, shared by both processes' measurements). The figure per round is the
 time from t0 until the last of the N clients has the signal.
 
-Each N runs twice: with the manager's concurrent broadcast (serialize once,
-per-client queues and sender tasks), then with the sequential baseline
-(``ConnectionManager.sequential_broadcast``: serialize per client and await each
-send in turn, as the design document's sketch does). The ratio of the p50s is
-printed.
+Three modes run interleaved, one signal each per round (so noise from other
+processes hits all of them alike): the manager's concurrent broadcast
+(serialize once, write pre-built frames, per-client queues), the sequential
+baseline (``ConnectionManager.sequential_broadcast``: serialize per client and
+await each send in turn, as the design document's sketch does), and a "bare
+socket" floor (this process writes the same frame to N plain asyncio
+transports: no framework at all). The ratio of the p50s is printed.
 
-The client process uses a small hand-written WebSocket client (an asyncio
-Protocol that parses server frames in place) so that the measuring side costs
-a few microseconds per message and the figures describe the server.
+Why the receiving side is a ``selectors`` loop
+    The clients connect with asyncio (handshake and token auth as a real client
+    does), but then the worker duplicates each socket's file descriptor, leaves
+    the asyncio transports paused, and receives with one plain ``selectors``
+    loop over the raw non-blocking sockets: ``recv``, find the frame boundaries
+    (server frames are unmasked), look for the signal id in text frames, stamp
+    ``time.monotonic_ns()``. The stdin handshake with this process and the
+    publishing POST (a raw keep-alive HTTP/1.1 request) go through the same
+    loop, so nothing else runs in the worker while it measures.
+
+    The earlier receiver (an ``asyncio.Protocol`` per client, kept behind
+    ``--asyncio-client``) costs about 50 us per message in the event loop's
+    callback machinery: 1000 clients take about 50 ms to *read* one signal,
+    which is more than the server needs to write it, so that client measured
+    itself (all three modes landed within a few ms of each other at N=1000).
+    The selector loop costs a few us per message, close to what a C receiver
+    would add, so the figures describe the server: with it, the hub's
+    synchronous broadcast loop (``ConnectionManager._broadcast``) takes as long
+    as "hub publish -> last client", i.e. the last client has the signal as
+    soon as the server has written it. A frame is stamped when the ``select``
+    call that reported its socket returned.
+
+    ``--busy-poll`` makes that loop call ``select(0)`` instead of sleeping. On
+    loopback the kernel delivers each write in the writer's own ``send`` call,
+    including waking a receiver that sleeps in ``epoll_wait``; a receiver that
+    never sleeps takes that cost off the server (about a third of the time at
+    N=5000 on a 2-CPU machine, little at N=1000). Remote clients would not
+    charge their wake-ups to the server, so the busy-polling figures are the
+    closer ones to a real deployment; the default is the plain sleeping loop.
 """
 
 from __future__ import annotations
@@ -30,6 +60,8 @@ import json
 import os
 import re
 import resource
+import selectors
+import socket
 import statistics
 import subprocess
 import sys
@@ -153,21 +185,37 @@ class BenchClient(asyncio.Protocol):
             self.welcomed.set_result(None)
 
 
+#: Connection attempts that failed and were retried (the hub's SQLite can answer a
+#: burst of handshakes with "database is locked" and close the socket).
+CONNECT_RETRIES = 0
+
+
 async def open_clients(
     port: int, key: str, count: int, arrivals: dict[str, list[int]]
 ) -> list[BenchClient]:
     loop = asyncio.get_running_loop()
     host = f"127.0.0.1:{port}"
     clients: list[BenchClient] = []
-    gate = asyncio.Semaphore(64)
+    gate = asyncio.Semaphore(32)
 
     async def one() -> None:
-        async with gate:
-            _transport, client = await loop.create_connection(
-                lambda: BenchClient(f"/ws?token={key}", host, arrivals), "127.0.0.1", port
-            )
-            await asyncio.wait_for(client.welcomed, 60)
-            clients.append(client)
+        global CONNECT_RETRIES
+        for attempt in range(6):
+            async with gate:
+                transport, client = await loop.create_connection(
+                    lambda: BenchClient(f"/ws?token={key}", host, arrivals), "127.0.0.1", port
+                )
+                try:
+                    await asyncio.wait_for(client.welcomed, 60)
+                except ConnectionError:
+                    transport.close()
+                    if attempt == 5:
+                        raise
+                    CONNECT_RETRIES += 1
+                else:
+                    clients.append(client)
+                    return
+            await asyncio.sleep(0.2 * (attempt + 1))
 
     await asyncio.gather(*(one() for _ in range(count)))
     return clients
@@ -232,7 +280,260 @@ async def worker(args: argparse.Namespace) -> None:
     for client in clients + floor_clients:
         if client.transport is not None:
             client.transport.close()
-    result = {"connect_seconds": round(connect_s, 2), "closed_early": closed_early, **records}
+    result = {
+        "connect_seconds": round(connect_s, 2),
+        "connect_retries": CONNECT_RETRIES,
+        "closed_early": closed_early,
+        **records,
+    }
+    print(json.dumps({"event": "result", **result}), flush=True)
+
+
+# ---- the lean receiver (default) ---------------------------------------------
+
+
+class RawConn:
+    """One detached client socket: its fd (a dup of the asyncio transport's), and
+    the bytes of a frame that is not complete yet."""
+
+    __slots__ = ("buf", "closed", "sock")
+
+    def __init__(self, sock: socket.socket, buf: bytes) -> None:
+        self.sock = sock
+        self.buf = buf
+        self.closed = False
+
+
+STDIN = object()
+HTTP = object()
+
+
+def detach(clients: list[BenchClient]) -> list[RawConn]:
+    """Stop asyncio reading each client's socket and hand over a duplicate fd.
+
+    The transports are then aborted: that closes their fd only (no shutdown), and
+    closing one fd of a dup pair sends nothing to the peer, so the connection
+    lives on in the duplicate (and the process holds one fd per client)."""
+    conns: list[RawConn] = []
+    for client in clients:
+        transport = client.transport
+        assert transport is not None
+        transport.pause_reading()
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        conns.append(RawConn(sock, bytes(client.buffer)))
+        client.buffer.clear()
+        transport.abort()
+    return conns
+
+
+async def connect_for_lean(args: argparse.Namespace) -> tuple[list[RawConn], list[RawConn], float]:
+    unused: dict[str, list[int]] = {}
+    started = time.monotonic()
+    clients = await open_clients(args.port, args.key, args.clients, unused)
+    connect_s = time.monotonic() - started
+    floor_clients: list[BenchClient] = []
+    if args.floor_port:
+        floor_clients = await open_clients(args.floor_port, args.key, args.clients, unused)
+    conns = detach(clients)
+    for _ in range(3):  # let the aborted transports close their fds before the next batch
+        await asyncio.sleep(0)
+    floor_conns = detach(floor_clients)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return conns, floor_conns, connect_s
+
+
+class RawHttp:
+    """A keep-alive HTTP/1.1 connection for the publishing POST (no client library)."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.key = key
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def ensure(self) -> socket.socket:
+        sock = self.sock
+        if sock is not None:
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":  # the server closed it (idle)
+                    sock.close()
+                    sock = None
+            except BlockingIOError:
+                pass
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self.sock = sock
+        self.buf = b""
+        return sock
+
+    def request(self, signal_id: str) -> bytes:
+        body = json.dumps({"signal_id": signal_id, **BENCH_SIGNAL}).encode()
+        return (
+            f"POST /api/v1/signals HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    def feed(self) -> int | None:
+        """Read what arrived; the status code once the whole response is in."""
+        assert self.sock is not None
+        data = self.sock.recv(65536)
+        if not data:
+            raise RuntimeError("the API server closed the publishing connection")
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self.buf[:end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if len(self.buf) < end + 4 + length:
+            return None
+        if any(line.lower().startswith("connection: close") for line in head[1:]):
+            self.sock.close()
+            self.sock = None
+        return int(head[0].split()[1])
+
+
+def lean_round(
+    sel: selectors.BaseSelector,
+    mode: str,
+    signal_id: str,
+    count: int,
+    http: RawHttp,
+    stdin_fd: int,
+    poll_timeout: float = 1.0,
+) -> dict[str, Any]:
+    """One signal: tell the server process the mode, publish on its "ok", and
+    receive until ``count`` clients have the signal. Single thread, no asyncio."""
+    marker = b'"signal_id":"' + signal_id.encode() + b'"'
+    times: list[int] = []
+    got = times.append
+    print(json.dumps({"event": "mode", "mode": mode, "id": signal_id}), flush=True)
+    stdin_buf = b""
+    ok = False
+    t0 = t_post = 0
+    need_post = mode != "floor"
+    http_sock: socket.socket | None = None
+    deadline = time.monotonic() + 30
+    recv = socket.socket.recv
+    select = sel.select
+    while not ok or len(times) < count or (need_post and not t_post):
+        events = select(poll_timeout)
+        now = time.monotonic_ns()
+        for key, _mask in events:
+            conn = key.data
+            if conn is STDIN:
+                chunk = os.read(stdin_fd, 4096)
+                if not chunk:
+                    raise RuntimeError("the server process went away")
+                stdin_buf += chunk
+                if b"\n" in stdin_buf:
+                    if stdin_buf.strip() != b"ok":
+                        raise RuntimeError(f"the server process said {stdin_buf!r}")
+                    ok = True
+                    if need_post:
+                        http_sock = http.ensure()
+                        request = http.request(signal_id)
+                        sel.register(http_sock, selectors.EVENT_READ, HTTP)
+                        t0 = time.monotonic_ns()
+                        http_sock.sendall(request)
+                continue
+            if conn is HTTP:
+                status = http.feed()
+                if status is not None:
+                    t_post = time.monotonic_ns()
+                    sel.unregister(http_sock)  # type: ignore[arg-type]
+                    if status != 201:
+                        raise RuntimeError(f"publish failed: {status}")
+                continue
+            try:
+                data = recv(conn.sock, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                conn.closed = True
+                sel.unregister(conn.sock)
+                continue
+            if conn.buf:
+                data = conn.buf + data
+            pos = 0
+            size = len(data)
+            while size - pos >= 2:
+                length = data[pos + 1] & 0x7F
+                start = pos + 2
+                if length == 126:
+                    if size - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    start = pos + 4
+                elif length == 127:
+                    if size - pos < 10:
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    start = pos + 10
+                end = start + length
+                if end > size:
+                    break
+                opcode = data[pos] & 0x0F
+                if opcode == 0x1:
+                    if data.find(marker, start, end) >= 0:
+                        got(now)
+                elif opcode == 0x9:  # uvicorn's protocol ping: answer with a masked pong
+                    payload = data[start:end]
+                    conn.sock.send(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+                elif opcode == 0x8:
+                    conn.closed = True
+                pos = end
+            conn.buf = data[pos:] if pos < size else b""
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{signal_id}: only {len(times)} of {count} clients received it "
+                f"(ok={ok}, answered={bool(t_post)})"
+            )
+    return {"id": signal_id, "t0": t0, "t_post": t_post, "t_last": max(times)}
+
+
+def lean_worker(args: argparse.Namespace) -> None:
+    """Connect with asyncio, then measure with one selector loop (see the docstring)."""
+    raise_nofile(3 * args.clients + 1000)  # while detaching, N duplicates are open too
+    conns, floor_conns, connect_s = asyncio.run(connect_for_lean(args))
+    modes = ["concurrent", "sequential"] + (["floor"] if floor_conns else [])
+    sel = selectors.DefaultSelector()
+    for conn in conns + floor_conns:
+        sel.register(conn.sock, selectors.EVENT_READ, conn)
+    stdin_fd = sys.stdin.fileno()
+    os.set_blocking(stdin_fd, False)
+    sel.register(stdin_fd, selectors.EVENT_READ, STDIN)
+    http = RawHttp(args.port, args.key)
+    records: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for r in range(-2, args.rounds):  # two warm-up rounds
+        for mode in modes:
+            signal_id = f"bench-{args.clients}-{mode}-{r}"
+            record = lean_round(
+                sel, mode, signal_id, args.clients, http, stdin_fd, 0 if args.busy_poll else 1.0
+            )
+            if r >= 0:
+                records[mode].append(record)
+            time.sleep(0.02)
+    closed_early = sum(1 for c in conns if c.closed)
+    sel.close()
+    for conn in conns + floor_conns:
+        conn.sock.close()
+    result = {
+        "connect_seconds": round(connect_s, 2),
+        "connect_retries": CONNECT_RETRIES,
+        "closed_early": closed_early,
+        **records,
+    }
     print(json.dumps({"event": "result", **result}), flush=True)
 
 
@@ -281,7 +582,9 @@ class FloorPeer(asyncio.Protocol):
         self.peers.append(self.transport)
 
 
-async def bench(sizes: list[int], rounds: int | None) -> None:
+async def bench(
+    sizes: list[int], rounds: int | None, asyncio_client: bool = False, busy_poll: bool = False
+) -> None:
     sys.path.insert(0, str(ROOT))
     from api import ApiServer, create_app
     from core.settings import Settings
@@ -322,7 +625,13 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
     server = ApiServer(create_app(ctx), "127.0.0.1", 0)
     await server.start()
     manager = server.manager
-    print(f"server on 127.0.0.1:{server.port}; RLIMIT_NOFILE {limit}; {os.cpu_count()} CPUs")
+    receiver = "asyncio.Protocol client" if asyncio_client else "selectors-loop client"
+    if busy_poll and not asyncio_client:
+        receiver += ", busy-polling"
+    print(
+        f"server on 127.0.0.1:{server.port}; RLIMIT_NOFILE {limit}; {os.cpu_count()} CPUs; "
+        f"receiver: {receiver}"
+    )
     summary: list[str] = []
     try:
         for count in sizes:
@@ -341,6 +650,8 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
                 str(count),
                 "--rounds",
                 str(n_rounds),
+                *(["--asyncio-client"] if asyncio_client else []),
+                *(["--busy-poll"] if busy_poll else []),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 cwd=str(ROOT),
@@ -371,8 +682,9 @@ async def bench(sizes: list[int], rounds: int | None) -> None:
             if not result:
                 raise RuntimeError(f"the client process failed (exit {proc.returncode})")
             lines = [
-                f"N={count}: {n_rounds} signals per mode, clients connected in "
-                f"{result['connect_seconds']} s, closed early: {result['closed_early']}"
+                f"N={count} ({receiver}): {n_rounds} signals per mode, clients connected in "
+                f"{result['connect_seconds']} s ({result.get('connect_retries', 0)} retried), "
+                f"closed early: {result['closed_early']}"
             ]
             p50s: dict[str, tuple[float, float]] = {}
             for mode in ("concurrent", "sequential"):
@@ -417,6 +729,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, action="append", help="N (repeatable)")
     parser.add_argument("--rounds", type=int, default=None, help="signals per mode")
+    parser.add_argument(
+        "--asyncio-client",
+        action="store_true",
+        help="receive with the older asyncio.Protocol client (about 50 us per message) "
+        "instead of the selectors loop, to compare",
+    )
+    parser.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="the selectors-loop receiver polls without sleeping (select(0)), so the "
+        "server's writes never have to wake it up",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -424,12 +748,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         args.clients = args.clients[0]
-        asyncio.run(worker(args))
+        if args.asyncio_client:
+            asyncio.run(worker(args))
+        else:
+            lean_worker(args)
         return
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(bench(args.clients or [1000, 5000], args.rounds))
+    asyncio.run(
+        bench(args.clients or [1000, 5000], args.rounds, args.asyncio_client, args.busy_poll)
+    )
 
 
 if __name__ == "__main__":
