@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from sqlalchemy import update
+from sqlmodel import col
 
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.services.accounts import UserRef
@@ -105,21 +107,30 @@ class AuthService:
     async def authenticate_key(self, key: str) -> Principal | None:
         if not key.startswith(KEY_PREFIX) or len(key) > 128:
             return None
-        async with self._db.session() as session, session.begin():
+        async with self._db.session() as session:
             row = await users_repo.api_key_by_hash(hash_key(key), session=session)
             if row is None or row.revoked_at is not None:
                 return None
             user = await users_repo.get_user(row.user_id, session=session)
             if user is None:
                 return None
-            now = utcnow()
-            if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-                row.last_used_at = now  # at most one write a minute per key
-                session.add(row)
-            scopes = frozenset(row.scopes.split(","))
-            if user.is_admin:
-                scopes |= {"admin"}
-            return Principal(UserRef.of(user), scopes, row.id)
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+            await self._touch(row.id, now)  # at most one write a minute per key
+        scopes = frozenset(row.scopes.split(","))
+        if user.is_admin:
+            scopes |= {"admin"}
+        return Principal(UserRef.of(user), scopes, row.id)
+
+    async def _touch(self, key_id: int | None, now: datetime) -> None:
+        """Record when a key was last used; best effort, never fails an authentication."""
+        try:
+            async with self._db.transaction() as session:
+                await session.execute(
+                    update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now)
+                )
+        except Exception:
+            log.warning("could not record the last use of API key %s", key_id, exc_info=True)
 
     async def revoke_key(self, key_id: int, *, user_id: int | None = None) -> KeyInfo:
         """Revoke a key; with ``user_id``, only that user's own key."""

@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+#: Execution option marking a write transaction (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION = "catalyst_write"
+
 
 class Database:
     """Owns the async engine and hands out sessions.
@@ -71,10 +74,15 @@ class Database:
 
             @event.listens_for(engine.sync_engine, "begin")
             def _sqlite_begin(conn: Any) -> None:
-                # IMMEDIATE takes the write lock up front, waiting through busy_timeout.
-                # A deferred transaction that reads and then writes can instead fail at
-                # once with "database is locked" when another writer got in between.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # Write transactions (Database.transaction) BEGIN IMMEDIATE: they take
+                # the write lock up front, waiting through busy_timeout, where a
+                # deferred one that reads then writes fails at once with "database is
+                # locked" if another writer got in between. Reads stay deferred, so
+                # they never queue behind writers (WAL readers do not block).
+                if conn.get_execution_options().get(_WRITE_OPTION):
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.exec_driver_sql("BEGIN")
 
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -89,8 +97,10 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction, committed on success, rolled back on error."""
+        """A session inside one write transaction, committed on success, rolled back
+        on error. Use :meth:`session` for reads."""
         async with self.session() as session, session.begin():
+            await session.connection(execution_options={_WRITE_OPTION: True})
             yield session
 
     async def ping(self) -> bool:

@@ -16,3 +16,21 @@ async def test_sqlite_uses_wal_and_a_busy_timeout(ctx: HubContext) -> None:
 
 async def test_ping(any_ctx: HubContext) -> None:
     assert await any_ctx.db.ping()
+
+
+async def test_reads_never_wait_for_a_writer(ctx: HubContext) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from storage.models import User
+
+    async with ctx.db.transaction() as session:  # holds SQLite's write lock
+        session.add(User(name="writer"))
+        await session.flush()
+
+        async def read() -> list[User]:
+            async with ctx.db.session() as other:
+                return list((await other.execute(select(User))).scalars().all())
+
+        assert await asyncio.wait_for(read(), 2) == []  # not the uncommitted row, no wait
