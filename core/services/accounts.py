@@ -117,9 +117,3 @@ class AccountService:
             user = await repo.get_user(keep, session=session)
             assert user is not None
             return UserRef.of(user)
-
-    async def platform_accounts(self, user_id: int) -> list[tuple[str, str]]:
-        async with self._db.session() as session:
-            return [
-                (a.platform, a.account_id) for a in await repo.accounts_of(user_id, session=session)
-            ]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Integer, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -199,24 +199,6 @@ async def kill_open_for_subscription(
         .values(status=DeliveryStatus.DEAD.value, claimed_until=None, last_error=reason[:500])
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
-
-
-async def counts_by_state(*, session: AsyncSession) -> dict[tuple[str, str], int]:
-    d = Delivery.__table__  # type: ignore[attr-defined]
-    rows = await session.execute(
-        select(d.c.platform, d.c.status, func.count()).group_by(d.c.platform, d.c.status)
-    )
-    return {(r[0], r[1]): int(r[2]) for r in rows.all()}
-
-
-async def next_due_at(platform: str, *, session: AsyncSession) -> datetime | None:
-    d = Delivery.__table__  # type: ignore[attr-defined]
-    value = await session.execute(
-        select(func.min(d.c.next_attempt_at)).where(
-            and_(d.c.platform == platform, d.c.status.in_(_OPEN))
-        )
-    )
-    return value.scalar_one_or_none()
 
 
 async def signals_by_seq(seqs: Sequence[int], *, session: AsyncSession) -> dict[int, SignalRow]:

@@ -44,11 +44,6 @@ async def add_account(
     return account
 
 
-async def accounts_of(user_id: int, *, session: AsyncSession) -> list[Account]:
-    stmt = select(Account).where(col(Account.user_id) == user_id).order_by(col(Account.id))
-    return list((await session.execute(stmt)).scalars().all())
-
-
 async def merge_users(keep_id: int, drop_id: int, *, session: AsyncSession) -> None:
     """Move everything ``drop_id`` owns to ``keep_id``. Outcomes ``keep_id`` already
     has for the same signal win; the dropped user row stays, owning nothing."""
