@@ -65,3 +65,45 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "scheduler.interval_seconds" in out and "Traceback" not in out
+
+
+def test_procfile_roles_split_across_processes(tmp_path: Path) -> None:
+    """The scheduler process publishes; a separate worker process delivers."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run", "--roles", "dispatcher,bots"],
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")},
+            "PYTHONPATH": str(ROOT),
+            "CATALYST_SCHEDULER__ENABLED": "false",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _read_until(worker, "catalyst hub running (roles: bots,dispatcher")
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "run", "--roles", "scheduler"],
+            cwd=tmp_path,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")},
+                "PYTHONPATH": str(ROOT),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            published = _read_until(scheduler, "catalyst job: 3 published")
+            assert "ALERT" not in published  # this process does not deliver
+            delivered = _read_until(worker, "ALERT -> stdout")
+            assert "ALERT -> stdout" in delivered
+        finally:
+            scheduler.send_signal(signal.SIGTERM)
+            scheduler.communicate(timeout=30)
+        assert scheduler.returncode == 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    assert worker.returncode == 0
