@@ -26,6 +26,8 @@ import pytest
 import yarl
 from aiohttp import WSMsgType, web
 
+from tests.aiohttp_server import serve
+
 APP_ID = 910000000000000001
 BOT_ID = 910000000000000002
 TOKEN = "fake-discord-token.XYZ"
@@ -158,13 +160,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
 
     async def close(self) -> None:
         for ws in list(self._sessions):

@@ -265,3 +265,28 @@ async def test_inactive_subscription_deliveries_are_dropped(any_ctx: HubContext)
     assert channel.sent == []
     (row,) = await _deliveries(any_ctx)
     assert row.status == DeliveryStatus.DEAD.value
+
+
+async def test_a_refused_send_gives_its_rate_slot_back(any_ctx: HubContext) -> None:
+    """A 429'd send did not count on the platform, so it must not use up our window
+    either: with one send a minute allowed, the retry still goes out right after
+    the retry-after instead of a minute later."""
+    refused = {"done": False}
+
+    def behaviour(alert: Alert) -> None:
+        if not refused["done"]:
+            refused["done"] = True
+            raise RetryLater(0.2, scope="group:1")
+
+    channel = RecordingChannel(
+        behaviour=behaviour, limits=lambda d: (RateLimit("group:1", 1, 60.0),)
+    )
+    dispatcher = _dispatcher(any_ctx)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "group")
+    await any_ctx.publisher.publish(signal("q1"))
+    await dispatcher.run_once("fake")
+    assert channel.sent == []
+    await asyncio.sleep(0.3)
+    await dispatcher.run_once("fake")
+    assert channel.sent_to("group") == ["q1"]

@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.aiohttp_server import serve
+
 BOT_ID = 777000111
 BOT_USERNAME = "catalyst_test_bot"
 
@@ -145,13 +147,7 @@ class FakeBotApi:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         self._new_update.set()
