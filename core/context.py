@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from core.auth import AuthService
 from core.bus import LiveBus
 from core.dispatcher import Dispatcher
+from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
 from core.services import HubServices
 from core.settings import Settings
 from storage.database import Database
+from storage.notify import NotifyListener
 
 
 @dataclass
@@ -24,3 +26,7 @@ class HubContext:
     dispatcher: Dispatcher
     bus: LiveBus
     metrics: Metrics
+    #: Feeds ``bus`` in seq order with every signal, whoever published it.
+    tail: SignalTail
+    #: PostgreSQL LISTEN connection (None on SQLite or with live.listen off).
+    listener: NotifyListener | None = None

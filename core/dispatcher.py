@@ -72,8 +72,11 @@ class Dispatcher:
         self._channels: dict[str, Channel] = {}
         self._limiters: dict[str, ScopedLimiter] = {}
         self._wake: dict[str, asyncio.Event] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._sweeper_task: asyncio.Task[None] | None = None
+        #: Platforms being stopped: no new claims, no new sends.
+        self._draining: set[str] = set()
+        self._platform_of: dict[int, str] = {}
         #: Per platform, subscriptions found gone this round: skip their other claims.
         self._gone_subs: dict[str, set[int]] = {}
 
@@ -98,41 +101,94 @@ class Dispatcher:
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
-        self._stopping = False
+        """Start the expiry sweeper and a worker for every channel (one process
+        alone). :class:`hub.runtime.Hub` instead starts each platform's worker
+        only while this process is that platform's elected sender."""
+        self.start_sweeper()
         for platform in self._channels:
-            self._wake[platform] = asyncio.Event()
-            self._tasks.append(
-                asyncio.create_task(self._worker(platform), name=f"dispatch-{platform}")
-            )
-        self._tasks.append(asyncio.create_task(self._sweeper(), name="dispatch-sweeper"))
+            await self.start_platform(platform)
 
-    async def stop(self) -> None:
-        self._stopping = True
-        for task in self._tasks:
+    def start_sweeper(self) -> None:
+        if self._sweeper_task is None:
+            self._sweeper_task = asyncio.create_task(self._sweeper(), name="dispatch-sweeper")
+
+    async def start_platform(self, platform: str) -> None:
+        if platform in self._workers:
+            return
+        self._draining.discard(platform)
+        self._wake[platform] = asyncio.Event()
+        self._workers[platform] = asyncio.create_task(
+            self._worker(platform), name=f"dispatch-{platform}"
+        )
+
+    async def stop_platform(self, platform: str, grace: float | None = None) -> None:
+        """Stop ``platform``'s worker: no new claims or sends; sends already in
+        flight get ``grace`` seconds (default ``shutdown_grace_seconds``) to
+        finish and be recorded, and the rest of the batch is put back at once.
+        Whatever is still running after that is cancelled (its claims are
+        retaken when their lease ends)."""
+        task = self._workers.pop(platform, None)
+        if task is None:
+            return
+        self._draining.add(platform)
+        event = self._wake.get(platform)
+        if event is not None:
+            event.set()
+        grace = self._settings.shutdown_grace_seconds if grace is None else grace
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            log.warning(
+                "%s: in-flight sends did not finish within %gs; cancelling them",
+                platform,
+                grace,
+            )
             task.cancel()
-        for task in self._tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def stop(self, grace: float | None = None) -> None:
+        platforms = list(self._workers)
+        await asyncio.gather(*(self.stop_platform(p, grace) for p in platforms))
+        task, self._sweeper_task = self._sweeper_task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
+
+    def sending(self, platform: str) -> bool:
+        """True while this process runs ``platform``'s worker."""
+        return platform in self._workers
 
     async def _worker(self, platform: str) -> None:
         event = self._wake[platform]
-        while not self._stopping:
+        failures = 0
+        while platform not in self._draining:
             event.clear()  # before the round, so a wake during it is not lost
             try:
                 handled = await self.run_once(platform)
+                if failures:
+                    log.info("dispatcher for %s: database reachable again", platform)
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatcher round for %s failed; retrying", platform)
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "dispatcher round for %s failed (%s: %s); retrying with backoff",
+                        platform,
+                        exc.__class__.__name__,
+                        str(exc)[:200],
+                    )
                 handled = 0
-            if handled:
+                await asyncio.sleep(min(30.0, self._settings.poll_seconds * 2 ** min(failures, 5)))
+            if handled or platform in self._draining:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), self._settings.poll_seconds)
 
     async def _sweeper(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 await self.expire_stale()
             except asyncio.CancelledError:
@@ -142,9 +198,10 @@ class Dispatcher:
             await asyncio.sleep(max(self._settings.poll_seconds * 10, 1.0))
 
     async def expire_stale(self) -> int:
-        cutoff = self._clock() - timedelta(seconds=self._settings.ttl_seconds)
+        now = self._clock()
+        cutoff = now - timedelta(seconds=self._settings.ttl_seconds)
         async with self._db.transaction() as session:
-            count = await repo.expire_older_than(cutoff, session=session)
+            count = await repo.expire_older_than(cutoff, now, session=session)
         if count:
             log.info("expired %d deliveries older than %gs", count, self._settings.ttl_seconds)
         return count
@@ -161,6 +218,15 @@ class Dispatcher:
             )
         if not claimed:
             return 0
+        for item in claimed:
+            self._platform_of[item.delivery_id] = platform
+        try:
+            return await self._run_claimed(platform, channel, claimed)
+        finally:
+            for item in claimed:
+                self._platform_of.pop(item.delivery_id, None)
+
+    async def _run_claimed(self, platform: str, channel: Channel, claimed: list[Claimed]) -> int:
         async with self._db.session() as session:
             signals = await repo.signals_by_seq([c.signal_seq for c in claimed], session=session)
         groups: dict[str, list[Claimed]] = {}
@@ -174,6 +240,10 @@ class Dispatcher:
             for index, item in enumerate(items):
                 if item.subscription_id in gone:
                     continue  # deactivated earlier this round; its deliveries are dead
+                if platform in self._draining:
+                    # Stopping: what has not started goes back for the next sender now.
+                    await self._release(items[index:], self._clock(), "released at shutdown")
+                    return
                 hold = await self._process(channel, item, signals, sem, deadline)
                 if hold is not None:
                     # Keep the destination's order: the rest wait as long as this one.
@@ -188,18 +258,33 @@ class Dispatcher:
                 log.error("delivery group failed: %r", result)
         return len(claimed)
 
-    async def _release(self, items: list[Claimed], until: datetime) -> None:
+    async def _release(
+        self, items: list[Claimed], until: datetime, reason: str = "waiting behind an earlier delivery"
+    ) -> None:
         if not items:
             return
         async with self._db.transaction() as session:
             for item in items:
-                await repo.reschedule(
+                kept = await repo.reschedule(
                     item.delivery_id,
+                    item.token,
                     until,
                     session=session,
-                    error="waiting behind an earlier delivery",
+                    error=reason,
                     count_attempt=False,
                 )
+                if not kept:
+                    self._lost(item)
+
+    def _lost(self, item: Claimed) -> None:
+        """A result that came after the claim was lost: recorded by nobody, counted."""
+        platform = self._platform_of.get(item.delivery_id, "unknown")
+        log.warning(
+            "delivery %d: claim lost before its result was recorded (lease ran out)",
+            item.delivery_id,
+        )
+        if self._metrics is not None:
+            self._metrics.claims_lost.labels(channel=platform).inc()
 
     def _count(self, platform: str, state: str) -> None:
         if self._metrics is not None:
@@ -209,14 +294,17 @@ class Dispatcher:
         self, item: Claimed, status: DeliveryStatus, error: str | None = None
     ) -> None:
         async with self._db.transaction() as session:
-            await repo.finish(
+            kept = await repo.finish(
                 item.delivery_id,
+                item.token,
                 status,
                 session=session,
                 now=self._clock(),
                 error=error,
                 attempts_delta=0 if status is DeliveryStatus.EXPIRED else 1,
             )
+        if not kept:
+            self._lost(item)
 
     async def _process(
         self,
@@ -257,8 +345,15 @@ class Dispatcher:
             async with sem:
                 await limiter.acquire(limits)
                 try:
-                    await channel.send(
-                        Alert(item.delivery_id, item.subscription_id, destination, signal)
+                    # A send never outlives its claim: past the deadline (well inside
+                    # the lease) another worker could retake and resend it.
+                    async with asyncio.timeout_at(deadline):
+                        await channel.send(
+                            Alert(item.delivery_id, item.subscription_id, destination, signal)
+                        )
+                except TimeoutError:
+                    return await self._transient(
+                        item, platform, "send timed out before its claim's lease ran out"
                     )
                 except RetryLater as exc:
                     limiter.refund(limits)
@@ -339,13 +434,16 @@ class Dispatcher:
     ) -> datetime:
         until = self._clock() + timedelta(seconds=delay)
         async with self._db.transaction() as session:
-            await repo.reschedule(
+            kept = await repo.reschedule(
                 item.delivery_id,
+                item.token,
                 until,
                 session=session,
                 error=reason,
                 count_attempt=count_attempt,
             )
+        if not kept:
+            self._lost(item)
         return until
 
     async def _gone(self, platform: str, item: Claimed, reason: str) -> None:
@@ -359,6 +457,7 @@ class Dispatcher:
             await subs_repo.deactivate(item.subscription_id, reason, session=session)
             await repo.finish(
                 item.delivery_id,
+                item.token,
                 DeliveryStatus.DEAD,
                 session=session,
                 now=self._clock(),

@@ -27,6 +27,19 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.claims_lost = Counter(
+            "catalyst_delivery_claims_lost_total",
+            "Delivery results not recorded because the claim had been lost (lease "
+            "expired and another worker took the delivery)",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "catalyst_leader",
+            "1 while this process leads the named work (job, receiver, gateway, sender)",
+            ["role"],
+            registry=self.registry,
+        )
         self.ws_connections = Gauge(
             "catalyst_websocket_connections",
             "Open WebSocket connections",

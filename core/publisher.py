@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from core.bus import LiveBus
 from core.metrics import Metrics
 from core.router import SubscriptionIndex
 from core.signals import Signal
@@ -33,21 +32,27 @@ class PublishResult:
     route_seconds: float
 
 
+class LiveFeed(Protocol):
+    async def offer(self, signal: Signal) -> None:
+        """Announce a committed signal to this process's live listeners; never raises."""
+
+
 class Publisher:
     def __init__(
         self,
         db: Database,
         *,
-        bus: LiveBus | None = None,
+        feed: LiveFeed | None = None,
         metrics: Metrics | None = None,
         on_enqueued: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
-        self._bus = bus
+        self._feed = feed
         self._metrics = metrics
         self._on_enqueued = on_enqueued
         self._index = SubscriptionIndex()
-        # One publish at a time per process keeps ``seq`` order equal to bus order.
+        # One publish at a time per process; across processes the signal log's own
+        # lock keeps seqs visible in order (storage.repositories.signals).
         self._lock = asyncio.Lock()
 
     def set_wake(self, on_enqueued: Callable[[], None]) -> None:
@@ -61,6 +66,7 @@ class Publisher:
                 seq, created = await signals_repo.insert_signal(signal, session=session)
                 count = 0
                 if created:
+                    await signals_repo.announce(seq, session=session)
                     await self._index.refresh(session=session)
                     targets = self._index.route(signal)
                     count = await deliveries_repo.enqueue(
@@ -71,8 +77,8 @@ class Publisher:
             if not created:
                 existing = await self.get(signal.signal_id)
                 return PublishResult(existing or stored, False, 0, elapsed)
-            if self._bus is not None:
-                self._bus.publish(stored)
+            if self._feed is not None:
+                await self._feed.offer(stored)
         if self._metrics is not None:
             self._metrics.signals_published.labels(source=stored.source).inc()
         if count and self._on_enqueued is not None:

@@ -19,6 +19,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.errors import HubError
+from core.leadership import Leadership
 from core.publisher import Publisher
 from core.settings import SchedulerSettings
 from core.sources.loader import Source
@@ -139,20 +140,29 @@ class CatalystScheduler:
     def running(self) -> bool:
         return self._scheduler is not None
 
-    async def run_as_leader(self, lock: LeaderLock, *, retry_seconds: float | None = None) -> None:
-        """Start the job once this process holds ``lock``; until then stand by and
-        retry, so a second scheduler process takes over when the first one dies.
-        Runs until cancelled, then stops the job and releases the lock."""
-        retry = retry_seconds if retry_seconds is not None else self._settings.interval_seconds
-        announced = False
-        try:
-            while not await lock.try_acquire():
-                if not announced:
-                    log.info("another process runs the Catalyst job; standing by")
-                    announced = True
-                await asyncio.sleep(retry)
+    async def run_as_leader(
+        self,
+        lock: LeaderLock,
+        *,
+        retry_seconds: float | None = None,
+        check_seconds: float = 2.0,
+    ) -> None:
+        """Run the job while this process holds ``lock``; otherwise stand by, so a
+        second scheduler process takes over when the first one dies or loses its
+        database connection. Runs until cancelled, then stops the job and releases
+        the lock."""
+
+        async def start() -> None:
             self.start()
-            await asyncio.Event().wait()
-        finally:
+
+        async def stop() -> None:
             self.stop()
-            await lock.release()
+
+        retry = retry_seconds if retry_seconds is not None else self._settings.interval_seconds
+        await Leadership(
+            lock,
+            on_acquire=start,
+            on_release=stop,
+            check_seconds=check_seconds,
+            retry_seconds=retry,
+        ).run()

@@ -96,6 +96,31 @@ class DispatcherSettings(_Section):
     poll_seconds: float = Field(default=1.0, gt=0)
     #: Sends in flight at once per channel.
     concurrency: int = Field(default=64, ge=1, le=1000)
+    #: On stop (SIGTERM), how long in-flight sends may take to finish and be recorded.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class LiveSettings(_Section):
+    """How signals published by any process reach this process's WebSocket clients."""
+
+    #: PostgreSQL: LISTEN/NOTIFY wakes the readers as soon as a publish commits.
+    listen: bool = True
+    #: How often the table is read anyway: SQLite's only wake, and PostgreSQL's
+    #: when ``listen`` is off.
+    poll_seconds: float = Field(default=0.25, gt=0, le=60)
+    #: PostgreSQL with ``listen``: a safety poll, so a lost notification costs latency only.
+    fallback_poll_seconds: float = Field(default=2.0, gt=0, le=600)
+
+
+class ClusterSettings(_Section):
+    """Leader election (PostgreSQL advisory locks; lock files on SQLite) for the work
+    exactly one process may do: the Catalyst job, Telegram polling, the Discord
+    gateway, and sending for each platform."""
+
+    #: How often a leader checks that its lock connection is alive.
+    lock_check_seconds: float = Field(default=2.0, gt=0, le=60)
+    #: How often a standby tries to take over.
+    standby_retry_seconds: float = Field(default=2.0, gt=0, le=600)
 
 
 class ConsoleSettings(_Section):
@@ -167,6 +192,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
+    live: LiveSettings = LiveSettings()
+    cluster: ClusterSettings = ClusterSettings()
     console: ConsoleSettings = ConsoleSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()

@@ -9,12 +9,16 @@ from core.auth import AuthService
 from core.bus import LiveBus
 from core.context import HubContext
 from core.dispatcher import Dispatcher
+from core.errors import ConfigError
+from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
 from core.services import HubServices
 from core.settings import Settings
 from storage.database import Database
-from storage.migrate import upgrade
+from storage.migrate import SchemaNotCurrent, check_current, upgrade
+from storage.notify import NotifyListener
+from storage.repositories.signals import SIGNALS_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,21 @@ def build_context(settings: Settings) -> HubContext:
     db.connect()
     metrics = Metrics()
     bus = LiveBus()
+    listener = None
+    if not db.is_sqlite and settings.live.listen:
+        listener = NotifyListener(db.url, SIGNALS_CHANNEL)
+    tail = SignalTail(
+        db,
+        bus,
+        poll_seconds=settings.live.poll_seconds,
+        fallback_poll_seconds=settings.live.fallback_poll_seconds,
+        listener=listener,
+    )
     dispatcher = Dispatcher(db, settings.dispatcher, metrics=metrics)
-    publisher = Publisher(db, bus=bus, metrics=metrics, on_enqueued=dispatcher.wake)
+    if listener is not None:
+        # A signal published by any process wakes this process's senders at once.
+        listener.add(lambda _payload: dispatcher.wake())
+    publisher = Publisher(db, feed=tail, metrics=metrics, on_enqueued=dispatcher.wake)
     return HubContext(
         settings=settings,
         db=db,
@@ -50,10 +67,18 @@ def build_context(settings: Settings) -> HubContext:
         dispatcher=dispatcher,
         bus=bus,
         metrics=metrics,
+        tail=tail,
+        listener=listener,
     )
 
 
-async def prepare_database(ctx: HubContext, *, force: bool = False) -> None:
-    """Migrate when asked to, and always for the embedded SQLite default."""
+async def prepare_database(ctx: HubContext, *, force: bool = False) -> list[str]:
+    """Migrate when asked to, and always for the embedded SQLite default; otherwise
+    check that the schema is current. Returns the revisions applied."""
     if force or ctx.settings.database.auto_migrate or ctx.db.is_sqlite:
-        await upgrade(ctx.db)
+        return await upgrade(ctx.db)
+    try:
+        await check_current(ctx.db)
+    except SchemaNotCurrent as exc:
+        raise ConfigError(str(exc)) from None
+    return []

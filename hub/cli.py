@@ -100,10 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_context(settings: Settings, fn: Callable[[HubContext], Awaitable[int]]) -> int:
+async def _with_context(
+    settings: Settings, fn: Callable[[HubContext], Awaitable[int]], *, migrate: bool = True
+) -> int:
     ctx = build_context(settings)
     try:
-        await prepare_database(ctx)
+        if migrate:
+            await prepare_database(ctx)
         return await fn(ctx)
     finally:
         await ctx.db.dispose()
@@ -213,11 +216,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "db":
 
         async def upgrade(ctx: HubContext) -> int:
-            await prepare_database(ctx, force=True)
-            print("database is up to date")
+            applied = await prepare_database(ctx, force=True)
+            if applied:
+                print(f"applied migration(s) {', '.join(applied)}; the database is up to date")
+            else:
+                print("the database was already up to date; nothing applied")
             return 0
 
-        return asyncio.run(_with_context(settings, upgrade))
+        return asyncio.run(_with_context(settings, upgrade, migrate=False))
     if cmd == "user":
 
         async def create_user(ctx: HubContext) -> int:

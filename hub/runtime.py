@@ -18,11 +18,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from core.channels import ConsoleChannel
 from core.context import HubContext
-from core.live_tail import SignalTail
+from core.leadership import Action, Leadership
 from core.scheduler import CatalystJob, CatalystScheduler
 from core.settings import Settings
 from core.sources.loader import load_source
@@ -58,6 +59,8 @@ class Hub:
         self.telegram: Any = None
         self.discord: Any = None
         self._stops: list[Callable[[], Awaitable[None]]] = []
+        #: The work this process may do only as the elected leader, by role name.
+        self.leaderships: dict[str, Leadership] = {}
 
     @property
     def _delivers(self) -> bool:
@@ -112,41 +115,48 @@ class Hub:
         if settings.console.enabled and self._delivers and settings.console.auto_subscribe:
             user = await ctx.services.accounts.ensure_user(CONSOLE_USER)
             await ctx.services.subscriptions.subscribe("console", CONSOLE_DESTINATION, user.id)
+        if ctx.listener is not None and (self.app is not None or self._delivers):
+            await ctx.listener.start()
+            self._stops.append(ctx.listener.stop)
 
         if self.telegram is not None:
-            # Exactly one process receives updates: the bots role when polling (a second
-            # poller gets 409 Conflict), the API role in webhook mode.
-            polling = settings.telegram.mode == "polling"
-            receive = ("bots" in self.roles) if polling else ("api" in self.roles)
-            await self.telegram.start(receive_updates=receive)
-            self._stops.append(self.telegram.stop)
+            await self._start_telegram()
         if self.discord is not None:
-            # A dispatcher-only process delivers over REST and stays off the gateway,
-            # so only the "bots" process answers interactions.
-            await self.discord.start(gateway="bots" in self.roles)
-            self._stops.append(self.discord.stop)
+            await self._start_discord()
 
         if self.roles & {"api", "scheduler"}:
             count = await ctx.publisher.warm()
             log.info("routing index loaded: %d active subscriptions", count)
 
         if self._delivers:
-            await ctx.dispatcher.start()
-            self._stops.append(ctx.dispatcher.stop)
+            # Each platform's budget belongs to the bot, not the process: one elected
+            # sender per platform, whatever the number of worker processes.
+            dispatcher = ctx.dispatcher
+            dispatcher.start_sweeper()
+            self._stops.append(dispatcher.stop)
+            for platform in dispatcher.platforms:
+                self._lead(
+                    f"sender-{platform}",
+                    partial(dispatcher.start_platform, platform),
+                    partial(dispatcher.stop_platform, platform),
+                )
 
         if settings.scheduler.enabled and "scheduler" in self.roles:
             source = load_source(settings.scheduler, ctx.db)
             scheduler = CatalystScheduler(CatalystJob(source, ctx.publisher), settings.scheduler)
-            # On PostgreSQL an advisory lock lets exactly one process run the job.
-            task = asyncio.create_task(scheduler.run_as_leader(LeaderLock(ctx.db)))
-            self._stops.append(_cancel(task))
+
+            async def start_job() -> None:
+                scheduler.start()
+
+            async def stop_job() -> None:
+                scheduler.stop()
+
+            self._lead("scheduler", start_job, stop_job)
 
         if self.app is not None:
-            if "scheduler" not in self.roles or not settings.scheduler.enabled:
-                # Signals published by other processes reach this one's WebSocket clients.
-                tail = SignalTail(ctx.db, ctx.bus)
-                await tail.start()
-                self._stops.append(tail.stop)
+            # Every signal, whoever published it, reaches this process's WebSocket clients.
+            await ctx.tail.start()
+            self._stops.append(ctx.tail.stop)
             if serve_api:
                 from api.server import ApiServer
 
@@ -162,6 +172,54 @@ class Hub:
             "sqlite" if ctx.db.is_sqlite else "postgresql",
         )
         return ctx
+
+    async def _start_telegram(self) -> None:
+        settings = self.settings
+        telegram = self.telegram
+        self._stops.append(telegram.stop)
+        if settings.telegram.mode == "webhook":
+            # Telegram pushes each update once to whichever web node it reaches.
+            await telegram.start(receive_updates="api" in self.roles)
+            return
+        await telegram.start(receive_updates=False)
+        if "bots" in self.roles:
+            # Exactly one process polls (a second getUpdates gets 409 Conflict).
+            self._lead("telegram-receiver", telegram.start_receiving, telegram.stop_receiving)
+
+    async def _start_discord(self) -> None:
+        discord = self.discord
+        self._stops.append(discord.stop)
+        await discord.start(gateway=False)
+        if "bots" in self.roles:
+            # Exactly one process holds the gateway and answers interactions.
+            self._lead("discord-gateway", discord.connect_gateway, discord.disconnect_gateway)
+
+    def _lead(self, role: str, on_acquire: Action, on_release: Action) -> Leadership:
+        """Run ``on_acquire`` .. ``on_release`` only while this process leads ``role``."""
+        ctx = self.ctx
+        assert ctx is not None
+        gauge = ctx.metrics.leader.labels(role=role)
+
+        async def acquire() -> None:
+            await on_acquire()
+            gauge.set(1)
+
+        async def release() -> None:
+            gauge.set(0)
+            await on_release()
+
+        cluster = self.settings.cluster
+        leadership = Leadership(
+            LeaderLock(ctx.db, role),
+            on_acquire=acquire,
+            on_release=release,
+            check_seconds=cluster.lock_check_seconds,
+            retry_seconds=cluster.standby_retry_seconds,
+        )
+        self.leaderships[role] = leadership
+        task = asyncio.create_task(leadership.run(), name=f"lead-{role}")
+        self._stops.append(_cancel(task))
+        return leadership
 
     async def stop(self) -> None:
         while self._stops:

@@ -144,6 +144,8 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = _ts(default_factory=utcnow)
     claimed_until: datetime | None = _ts(default=None)
+    #: The owner of the current claim: results are recorded only under this token.
+    claim_token: str | None = Field(default=None, max_length=32)
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, max_length=500)

@@ -11,12 +11,14 @@ No test reaches the internet: fakes listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.context import HubContext
@@ -57,6 +59,27 @@ async def reset_postgres(url: str) -> None:
         await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         await conn.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
+
+
+@pytest.fixture
+async def fresh_pg_url() -> AsyncIterator[str]:
+    """The URL of a new, empty PostgreSQL database of its own (for multi-process
+    tests), dropped afterwards. Skips without CATALYST_TEST_DATABASE_URL."""
+    if not PG_URL:
+        pytest.skip("needs PostgreSQL: set CATALYST_TEST_DATABASE_URL")
+    name = f"catalyst_t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(
+        Settings(database={"url": PG_URL}).database.url, isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 @pytest.fixture

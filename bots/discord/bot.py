@@ -54,14 +54,13 @@ class HubClient(discord.Client):
         self.tree = HubCommandTree(self)
         self.ready_event = asyncio.Event()
         self.dm_seen: Callable[[int, int], None] | None = None
-        #: False for a delivery-only process: log in for REST, sync nothing.
-        self.sync_commands = True
         register_commands(self.tree, hub, settings, replier)
 
     async def setup_hook(self) -> None:
+        # Run by login(); commands are synced by the process that holds the gateway.
         self.add_dynamic_items(OutcomeButton)
-        if not self.sync_commands:
-            return
+
+    async def sync_app_commands(self) -> None:
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
                 guild = discord.Object(id=guild_id)
@@ -101,43 +100,68 @@ class DiscordBot:
         # No GUILDS intent means no GUILD_CREATE to wait for after READY.
         options: dict[str, Any] = {"max_ratelimit_timeout": 30.0, "guild_ready_timeout": 0.1}
         options.update(client_options or {})
-        self.client = HubClient(ctx, settings, self.replier, **options)
+        self._client_options = options
+        self.client = self._new_client()
         self.channel = DiscordChannel(self.client)
-        self.client.dm_seen = self.channel.remember_dm_channel
         self.channel.on_dm_opened = self._store_dm_channel
         self._task: asyncio.Task[None] | None = None
 
+    def _new_client(self) -> HubClient:
+        client = HubClient(self.ctx, self.settings, self.replier, **self._client_options)
+        client.dm_seen = lambda user_id, channel_id: self.channel.remember_dm_channel(
+            user_id, channel_id
+        )
+        return client
+
     @property
     def running(self) -> bool:
+        """True while connected to (or connecting to) the gateway."""
         return self._task is not None and not self._task.done()
 
+    def _token(self) -> str:
+        token = self.settings.token.get_secret_value().strip()
+        if not token:
+            raise ConfigError("discord.token: required to start the Discord bot")
+        return token
+
     async def start(self, *, gateway: bool = True) -> None:
-        """Log in, sync commands, connect to the gateway; return once ready.
+        """Log in over REST, then (``gateway``) sync commands and connect to the
+        gateway; return once ready.
 
         ``gateway=False`` only logs in over REST (no commands, no buttons): enough
-        for :attr:`channel` to deliver, for a process that only dispatches while
-        another one runs the interactive bot.
+        for :attr:`channel` to deliver. Only one process may hold the gateway, so
+        the hub elects it and calls :meth:`connect_gateway` /
+        :meth:`disconnect_gateway` as the lead moves.
 
         Raises :class:`DiscordStartError` (without the token) if that fails or
         takes longer than ``ready_timeout`` seconds.
         """
-        if self.running or (not gateway and self.client.user is not None):
+        await self.login()
+        if gateway:
+            await self.connect_gateway()
+
+    async def login(self) -> None:
+        if self.client.user is not None and not self.client.is_closed():
             return
-        token = self.settings.token.get_secret_value().strip()
-        if not token:
-            raise ConfigError("discord.token: required to start the Discord bot")
+        token = self._token()
         await self._load_dm_channels()
-        if not gateway:
-            self.client.sync_commands = False
-            try:
-                await asyncio.wait_for(self.client.login(token), self.ready_timeout)
-            except (discord.DiscordException, OSError, TimeoutError) as exc:
-                await self.stop()
-                raise DiscordStartError(
-                    f"the Discord bot could not log in: {_describe(exc)}"
-                ) from None
+        try:
+            await asyncio.wait_for(self.client.login(token), self.ready_timeout)
+        except (discord.DiscordException, OSError, TimeoutError) as exc:
+            await self.stop()
+            raise DiscordStartError(f"the Discord bot could not log in: {_describe(exc)}") from None
+
+    async def connect_gateway(self) -> None:
+        """Sync the slash commands and connect to the gateway (interactions)."""
+        if self.running:
             return
-        self._task = asyncio.create_task(self.client.start(token), name="discord-client")
+        await self.login()
+        try:
+            await asyncio.wait_for(self.client.sync_app_commands(), self.ready_timeout)
+        except (discord.DiscordException, OSError, TimeoutError) as exc:
+            await self.stop()
+            raise DiscordStartError(f"the Discord bot could not start: {_describe(exc)}") from None
+        self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-client")
         self._task.add_done_callback(_log_exit)
         ready = asyncio.create_task(self.client.ready_event.wait(), name="discord-ready")
         try:
@@ -161,6 +185,20 @@ class DiscordBot:
             f"the Discord bot was not ready within {self.ready_timeout:g}s "
             "(gateway unreachable or slow)"
         )
+
+    async def disconnect_gateway(self) -> None:
+        """Leave the gateway (another process leads now) and stay logged in over
+        REST for delivery. discord.py cannot reopen a closed client, so a fresh
+        one takes its place."""
+        if not self.running:
+            return
+        await self.stop()
+        self.client = self._new_client()
+        self.channel.bind(self.client)
+        try:
+            await self.login()
+        except DiscordStartError as exc:
+            log.warning("%s; deliveries retry until it can", exc)
 
     async def _load_dm_channels(self) -> None:
         """DM channels opened before a restart: reused, so no request re-opens them."""

@@ -98,6 +98,10 @@ class DiscordChannel(Channel):
         limits.append(RateLimit(destination, calls, period))
         return limits
 
+    def bind(self, client: discord.Client) -> None:
+        """Send through ``client`` from now on (the bot replaced its client)."""
+        self._client = client
+
     def cached_dm_channel(self, user_id: int) -> int | None:
         return self._dm_channels.get(user_id)
 

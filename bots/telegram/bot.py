@@ -89,19 +89,25 @@ class TelegramBot:
         return self._started
 
     async def start(self, *, receive_updates: bool = True) -> None:
-        """Initialize (``getMe``) and, with ``receive_updates``, take updates: register
-        the commands, then poll or set the webhook, and process them.
+        """Initialize (``getMe``) and, with ``receive_updates``, take updates.
 
-        ``receive_updates=False`` is for a delivery-only process (the dispatcher role):
-        :attr:`channel` sends, but only one process may poll a bot token (a second
-        ``getUpdates`` gets 409 Conflict), so that process neither polls nor sets the
-        webhook.
+        ``receive_updates=False`` is for a process that only delivers, or that
+        stands by to poll: only one process may poll a bot token (a second
+        ``getUpdates`` gets 409 Conflict), so the hub elects the poller and calls
+        :meth:`start_receiving` / :meth:`stop_receiving` as the lead moves.
         """
+        await self.initialize()
+        if receive_updates:
+            await self.start_receiving()
+        else:
+            log.info("telegram bot @%s ready to deliver", self.application.bot.username)
+
+    async def initialize(self) -> None:
+        """``getMe``: the username lets CommandHandler skip ``/cmd@otherbot``."""
         for name in _URL_LOGGERS:
             logging.getLogger(name).addFilter(self._redactor)  # again after a stop()
-        app = self.application
         try:
-            await app.initialize()  # getMe: the username lets CommandHandler skip /cmd@otherbot
+            await self.application.initialize()
         except InvalidToken:
             # PTB's own message quotes the token; ours never does.
             raise TelegramStartError(
@@ -112,9 +118,10 @@ class TelegramBot:
                 f"cannot reach the Telegram Bot API at {self.settings.base_url}: "
                 f"{exc.__class__.__name__}"
             ) from None
-        if not receive_updates:
-            log.info("telegram bot @%s ready to deliver (no updates here)", app.bot.username)
-            return
+
+    async def start_receiving(self) -> None:
+        """Register the commands, then poll or set the webhook, and process updates."""
+        app = self.application
         await app.bot.set_my_commands(bot_commands())
         if self.settings.mode == "webhook":
             await app.bot.set_webhook(
@@ -125,20 +132,27 @@ class TelegramBot:
         else:
             assert app.updater is not None
             await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-        await app.start()
+        if not app.running:
+            await app.start()
         self._started = True
-        log.info("telegram bot @%s started (%s)", app.bot.username, self.settings.mode)
+        log.info("telegram bot @%s receiving updates (%s)", app.bot.username, self.settings.mode)
 
-    async def stop(self) -> None:
+    async def stop_receiving(self) -> None:
+        """Stop polling and finish the updates already taken."""
         app = self.application
         try:
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
             if app.running:
                 await app.stop()
-            await app.shutdown()
         finally:
             self._started = False
+
+    async def stop(self) -> None:
+        try:
+            await self.stop_receiving()
+            await self.application.shutdown()
+        finally:
             for name in _URL_LOGGERS:
                 logging.getLogger(name).removeFilter(self._redactor)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, bindparam, or_, select, text, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -27,6 +28,8 @@ class Claimed:
     created_at: datetime
     destination: str
     active: bool
+    #: The claim's owner token: only its holder can record the delivery's outcome.
+    token: str = ""
 
 
 _ENQUEUE_SQLITE = """
@@ -85,9 +88,16 @@ async def claim_due(
 ) -> list[Claimed]:
     """Take up to ``limit`` due deliveries for ``platform`` until ``lease_until``.
 
+    A delivery is due when it is open, its time has come, and nobody holds a live
+    claim on it (``claimed_until`` unset or past: a crashed worker's claims are
+    retaken once their lease ends). The claim gets a fresh owner token; results
+    are recorded only under it (:func:`finish`, :func:`reschedule`), so a worker
+    whose lease ran out cannot overwrite what the new owner did.
+
     On PostgreSQL rows are locked with SKIP LOCKED so several workers never claim
     the same delivery; SQLite serialises writers, which gives the same guarantee.
     """
+    token = secrets.token_hex(16)
     d = Delivery.__table__  # type: ignore[attr-defined]
     s = Subscription.__table__  # type: ignore[attr-defined]
     due = (
@@ -108,7 +118,7 @@ async def claim_due(
             await session.execute(
                 update(d)
                 .where(d.c.id.in_(due.scalar_subquery()))
-                .values(claimed_until=lease_until)
+                .values(claimed_until=lease_until, claim_token=token)
                 .returning(d.c.id)
             )
         )
@@ -131,58 +141,83 @@ async def claim_due(
         .where(d.c.id.in_(claimed_ids))
         .order_by(d.c.id)
     )
-    return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows.all()]
+    return [
+        Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token) for r in rows.all()
+    ]
+
+
+def _owned(delivery_id: int, token: str) -> ColumnElement[bool]:
+    return and_(col(Delivery.id) == delivery_id, col(Delivery.claim_token) == token)
 
 
 async def finish(
     delivery_id: int,
+    token: str,
     status: DeliveryStatus,
     *,
     session: AsyncSession,
     now: datetime,
     error: str | None = None,
     attempts_delta: int = 1,
-) -> None:
+) -> bool:
+    """Record a final outcome under the claim ``token``. False (and nothing
+    changed) when the claim was lost to another worker."""
     values: dict[str, object] = {
         "status": status.value,
         "claimed_until": None,
+        "claim_token": None,
         "attempts": col(Delivery.attempts) + attempts_delta,
         "last_error": error[:500] if error else None,
     }
     if status is DeliveryStatus.SENT:
         values["sent_at"] = now
-    await session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(**values))
+    result = await session.execute(
+        update(Delivery).where(_owned(delivery_id, token)).values(**values)
+    )
+    return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 async def reschedule(
     delivery_id: int,
+    token: str,
     next_attempt_at: datetime,
     *,
     session: AsyncSession,
     error: str,
     count_attempt: bool,
-) -> None:
-    await session.execute(
+) -> bool:
+    """Put a claimed delivery back until ``next_attempt_at``; False when the claim
+    was lost."""
+    result = await session.execute(
         update(Delivery)
-        .where(col(Delivery.id) == delivery_id)
+        .where(_owned(delivery_id, token))
         .values(
             status=DeliveryStatus.FAILED.value if count_attempt else col(Delivery.status),
             next_attempt_at=next_attempt_at,
             claimed_until=None,
+            claim_token=None,
             attempts=col(Delivery.attempts) + (1 if count_attempt else 0),
             last_error=error[:500],
         )
     )
+    return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
-async def expire_older_than(cutoff: datetime, *, session: AsyncSession) -> int:
+async def expire_older_than(cutoff: datetime, now: datetime, *, session: AsyncSession) -> int:
+    """Expire open deliveries created before ``cutoff`` that nobody is sending
+    (a live claim is left to its owner, which checks the TTL itself)."""
     d = Delivery.__table__  # type: ignore[attr-defined]
     result = await session.execute(
         update(d)
-        .where(d.c.status.in_(_OPEN), d.c.created_at < cutoff)
+        .where(
+            d.c.status.in_(_OPEN),
+            d.c.created_at < cutoff,
+            or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+        )
         .values(
             status=DeliveryStatus.EXPIRED.value,
             claimed_until=None,
+            claim_token=None,
             last_error="expired: older than TTL",
         )
     )
@@ -196,7 +231,12 @@ async def kill_open_for_subscription(
     result = await session.execute(
         update(d)
         .where(d.c.subscription_id == subscription_id, d.c.status.in_(_OPEN))
-        .values(status=DeliveryStatus.DEAD.value, claimed_until=None, last_error=reason[:500])
+        .values(
+            status=DeliveryStatus.DEAD.value,
+            claimed_until=None,
+            claim_token=None,
+            last_error=reason[:500],
+        )
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.signals import Signal, SignalType
+from storage.locks import lock_key
 from storage.models import SignalRow
-from storage.repositories._dialect import insert_ignore
+from storage.repositories._dialect import dialect_name, insert_ignore
+
+#: PostgreSQL NOTIFY channel carrying each new signal's seq.
+SIGNALS_CHANNEL = "catalyst_signals"
+#: Held from just before a signal's insert to its commit (PostgreSQL).
+SIGNAL_LOG_LOCK = lock_key("signal-log")
 
 
 def to_signal(row: SignalRow) -> Signal:
@@ -33,7 +39,16 @@ def to_signal(row: SignalRow) -> Signal:
 
 
 async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, bool]:
-    """Store ``signal`` unless its ``signal_id`` exists. Returns (seq, created)."""
+    """Store ``signal`` unless its ``signal_id`` exists. Returns (seq, created).
+
+    The signal log is read by cursor (``seq > N``), so seqs must become visible in
+    seq order. On PostgreSQL a seq is taken at insert but seen at commit, and two
+    publishers could commit out of order; a transaction-scoped advisory lock,
+    taken just before the insert and held to commit, makes taking a seq and
+    committing it one step. (SQLite's single writer already does.)
+    """
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SIGNAL_LOG_LOCK})
     values = {
         "signal_id": signal.signal_id,
         "ticker": signal.ticker,
@@ -59,6 +74,17 @@ async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, 
         select(table.c.seq).where(table.c.signal_id == signal.signal_id)
     )
     return int(existing.scalar_one()), False
+
+
+async def announce(seq: int, *, session: AsyncSession) -> None:
+    """Tell every listening process (PostgreSQL NOTIFY, sent at commit) that ``seq``
+    is stored. The payload is only the seq: readers read rows from the table, so
+    a lost notification costs latency, never a signal."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:channel, :seq)"),
+            {"channel": SIGNALS_CHANNEL, "seq": str(seq)},
+        )
 
 
 async def get_signal(signal_id: str, *, session: AsyncSession) -> Signal | None:
@@ -100,7 +126,5 @@ async def list_signals(
 
 
 async def latest_seq(*, session: AsyncSession) -> int:
-    from sqlalchemy import func
-
     value = (await session.execute(select(func.max(col(SignalRow.seq))))).scalar_one_or_none()
     return int(value or 0)
