@@ -40,11 +40,12 @@ def _aware(value: datetime) -> datetime:
     "",
     response_model=list[SignalOut],
     responses={**_ERRORS, 400: {"model": ErrorResponse}},
-    summary="Recent signals, newest first",
+    summary="Recent signals, newest first; with after_seq, oldest first from the cursor",
 )
 async def list_signals(
     ctx: Ctx,
     principal: Reader,
+    response: Response,
     limit: Annotated[int, Query(description="How many, 1 to 100.")] = 50,
     since: Annotated[
         datetime | None, Query(description="Only signals after this ISO timestamp.")
@@ -54,7 +55,11 @@ async def list_signals(
         int | None, Query(ge=0, le=MAX_SEQ, description="Replay cursor: only seq above this.")
     ] = None,
 ) -> list[dict[str, Any]]:
-    """Signals that pass the caller's own stream filter (``GET /api/v1/config``)."""
+    """Signals that pass the caller's own stream filter (``GET /api/v1/config``).
+
+    Without ``after_seq``: the newest ``limit``, newest first. With ``after_seq``:
+    a page in ascending seq order starting after the cursor, and the
+    ``X-Next-After-Seq`` header gives the cursor for the next page."""
     if limit > MAX_LIMIT:
         raise HTTPException(400, f"limit cannot exceed {MAX_LIMIT}")
     if limit < 1:
@@ -72,7 +77,11 @@ async def list_signals(
         since=_aware(since) if since is not None else None,
         ticker=symbol,
         after_seq=after_seq,
+        ascending=after_seq is not None,
     )
+    if after_seq is not None:
+        last = max((s.seq or 0 for s in signals), default=after_seq)
+        response.headers["X-Next-After-Seq"] = str(max(last, after_seq))
     return [s.to_public() for s in signals]
 
 

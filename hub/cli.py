@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -43,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="PATH",
-        help="TOML settings file (default: ./config.toml if present; "
-        "CATALYST_* environment variables override it)",
+        help="TOML settings file (default: $CATALYST_CONFIG, else ./config.toml if "
+        "present; CATALYST_* environment variables override it)",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -265,7 +266,7 @@ async def _key(ctx: HubContext, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config or os.environ.get("CATALYST_CONFIG") or None)
         return _dispatch(args, settings)
     except (HubError, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,7 +87,8 @@ async def test_signals_newest_first_with_limit_since_ticker_and_cursor(hub: Hub)
 
     cursor = published[3]["seq"]
     response = await hub.http.get(f"/api/v1/signals?after_seq={cursor}", headers=auth(key))
-    assert [s["signal_id"] for s in response.json()] == ["s5", "s4"]
+    assert [s["signal_id"] for s in response.json()] == ["s4", "s5"]  # ascending from the cursor
+    assert response.headers["X-Next-After-Seq"] == str(published[5]["seq"])
 
     since = published[4]["timestamp"]
     response = await hub.http.get("/api/v1/signals", params={"since": since}, headers=auth(key))
@@ -515,3 +516,26 @@ async def test_hooks_run_around_the_lifespan(hub: Hub) -> None:
     assert calls == ["start"]
     await server.stop()
     assert calls == ["start", "stop"]
+
+
+async def test_after_seq_pages_through_everything_exactly_once(hub: Hub) -> None:
+    _user, key = await hub.user("pager")
+    for i in range(1000):
+        await hub.ctx.publisher.publish(
+            {"signal_id": f"p{i:04d}", "ticker": "PAGE", "confidence": 0.5}
+        )
+    seen: list[int] = []
+    cursor = 0
+    while True:
+        response = await hub.http.get(
+            f"/api/v1/signals?after_seq={cursor}&limit=100", headers=auth(key)
+        )
+        assert response.status_code == 200
+        page = [s["seq"] for s in response.json()]
+        if not page:
+            assert response.headers["X-Next-After-Seq"] == str(cursor)
+            break
+        assert page == sorted(page) and page[0] > cursor
+        seen.extend(page)
+        cursor = int(response.headers["X-Next-After-Seq"])
+    assert len(seen) == len(set(seen)) == 1000
