@@ -2,25 +2,58 @@
 Bot API that enforces Telegram's limits (30 msg/s per bot, 1 msg/s per chat,
 20 msg/min per group) and answers 429 with ``retry_after`` when one is exceeded.
 
+One process (the default, ``--workers 1``), on SQLite:
+
 1. One signal to 600 private chats (floor: 600 / 30 per s = 20 s).
 2. Twenty signals to one group (floor: 20 / 1 per s = 20 s; 20 per minute allows them).
 
 Then, for comparison, the same 600 sends straight through python-telegram-bot: with its
 ``AIORateLimiter`` and with no limiter at all.
 
-Prints figures only. Run: ``.venv/bin/python bench/telegram_delivery.py [--skip-compare]``
+Several processes (``--workers N``, N >= 2), on PostgreSQL: a scratch database is
+created on the server of ``--pg-url`` (and dropped at the end), migrated with
+``catalyst db upgrade``, and N real worker processes run ``catalyst run --roles
+dispatcher,bots`` with Telegram pointed at the fake (in its own process, limits
+enforced). This process subscribes ``--chats`` private chats (default 300) and
+publishes one signal through the hub's publisher; the figure is the time from
+just before the publish until the last chat has it, against the floor
+(chats / 30 per s), with the 429s, the fake's 409 Conflicts (two ``getUpdates``
+pollers overlapping), duplicates and losses. Exactly one worker may send (and
+one poll) at a time, elected by advisory locks, so the target is no 429, no 409
+and <= 1.10x the floor.
+
+``--kill-one`` adds a phase: a second signal, and when half of the chats have it
+the sending worker is SIGKILLed. The table gives the takeover time (kill -> the
+survivor leads ``sender-telegram``, and kill -> its first send), the time until
+the last chat has the signal (the dead worker's claimed deliveries wait for
+their lease, ``dispatcher.lease_seconds``, to end), and the duplicates, whose
+bound is the sends in flight at the kill: alerts the fake had received that
+the database did not yet record as sent.
+
+Prints figures only. Run:
+
+    .venv/bin/python bench/telegram_delivery.py [--skip-compare] [--chats N]
+    .venv/bin/python bench/telegram_delivery.py --workers 2 [--kill-one] [--chats 300]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--lease-seconds S]
+
+Every child process is stopped (SIGTERM, then SIGKILL) and the scratch database
+dropped on the way out, also after Ctrl-C, SIGTERM or an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
+import re
+import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -45,6 +78,9 @@ from hub.build import build_context, prepare_database
 from tests.telegram.fake_bot_api import FakeBotApi, SentMessage
 
 PRIVATE_CHATS = 600
+CLUSTER_CHATS = 300
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 GROUP_SIGNALS = 20
 GROUP_ID = -1001234567890
 GLOBAL_RATE = 30.0
@@ -53,6 +89,9 @@ CHAT_RATE = 1.0
 
 def _serve_fake(conn: Connection) -> None:
     """Child process: the fake Bot API with limits enforced, in its own event loop."""
+
+    # Ctrl-C reaches the whole foreground process group: the parent stops this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def serve() -> None:
         fake = FakeBotApi(enforce_limits=True)
@@ -68,6 +107,7 @@ def _serve_fake(conn: Connection) -> None:
                     "sent": [(m.chat_id, m.text, m.at) for m in fake.sent],
                     "rate_limited": fake.rate_limited,
                     "refused_by": dict(fake.refused_by),
+                    "conflicts": fake.conflicts,
                 }
             )
         await fake.stop()
@@ -88,6 +128,8 @@ class FakeProcess:
         self.token = ""
         self.port = 0
         self.refused_by: dict[str, int] = {}
+        #: getUpdates calls the fake ended with 409 Conflict (as of the last snapshot).
+        self.conflicts = 0
 
     async def start(self) -> None:
         self._process.start()
@@ -105,6 +147,7 @@ class FakeProcess:
             for c, t, a in data["sent"]
         ]
         self.refused_by = data["refused_by"]
+        self.conflicts = int(data["conflicts"])
         return sent, int(data["rate_limited"])
 
     async def wait_for(self, count: int, limit: float) -> tuple[list[SentMessage], int]:
@@ -116,8 +159,20 @@ class FakeProcess:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        self._conn.send("stop")
-        await asyncio.to_thread(self._process.join, 10)
+        if self._process.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send("stop")
+            await asyncio.to_thread(self._process.join, 10)
+        self.kill()
+
+    def kill(self) -> None:
+        """Make sure the process is gone (the last resort of a clean-up)."""
+        if self._process.pid is not None and self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
 
 
 def settings_in(folder: Path) -> Settings:
@@ -147,6 +202,7 @@ def report(
     rate_limited: int,
     key: Callable[[SentMessage], object],
     refused_by: dict[str, int] | None = None,
+    conflicts: int | None = None,
 ) -> None:
     counts = Counter(key(m) for m in messages)
     duplicates = sum(n - 1 for n in counts.values())
@@ -158,6 +214,8 @@ def report(
     print(f"   floor           {floor:.2f} s")
     print(f"   ratio           {elapsed / floor:.3f}x floor")
     print(f"   429s            {rate_limited}")
+    if conflicts is not None:
+        print(f"   409s            {conflicts} (getUpdates conflicts at the fake)")
     print(f"   duplicates      {duplicates}")
     print(f"   losses          {losses}")
     if refused_by:
@@ -201,7 +259,11 @@ Fake = FakeProcess | InProcessFake
 
 
 async def hub_run(
-    folder: Path, fake: Fake, batch_size: int | None, concurrency: int | None
+    folder: Path,
+    fake: Fake,
+    batch_size: int | None,
+    concurrency: int | None,
+    chats: int = PRIVATE_CHATS,
 ) -> None:
     await fake.start()
     settings = settings_in(folder)
@@ -217,7 +279,7 @@ async def hub_run(
     try:
         await telegram.start()
         owner = await ctx.services.accounts.ensure_user("bench")
-        for chat in range(1, PRIVATE_CHATS + 1):
+        for chat in range(1, chats + 1):
             destination = str(1_000_000 + chat)
             await ctx.services.subscriptions.subscribe("telegram", destination, owner.id)
             await ctx.services.subscriptions.set_field("telegram", destination, "tickers", "PRIV")
@@ -228,21 +290,21 @@ async def hub_run(
             f"concurrency={settings.dispatcher.concurrency}"
         )
 
-        # 1. one signal to 600 private chats
+        # 1. one signal to the private chats (600)
         started = time.monotonic()
         result = await ctx.publisher.publish(
             {"signal_id": "fanout-1", "ticker": "PRIV", "confidence": 0.9, "headline": "Fan-out"}
         )
-        assert result.deliveries == PRIVATE_CHATS
-        await fake.wait_for(PRIVATE_CHATS, 120)
+        assert result.deliveries == chats
+        await fake.wait_for(chats, 120)
         await asyncio.sleep(0.5)  # let a duplicate show up, if any
         sent, limited = await fake.snapshot()
         report(
-            f"hub dispatcher + TelegramChannel: 1 signal -> {PRIVATE_CHATS} private chats",
+            f"hub dispatcher + TelegramChannel: 1 signal -> {chats} private chats",
             started,
             sent,
-            PRIVATE_CHATS,
-            PRIVATE_CHATS / GLOBAL_RATE,
+            chats,
+            chats / GLOBAL_RATE,
             limited,
             key=lambda m: m.chat_id,
             refused_by=fake.refused_by,
@@ -285,8 +347,10 @@ async def hub_run(
         await fake.stop()
 
 
-async def direct_run(title: str, fake: Fake, make_bot: Callable[[Fake], Bot]) -> None:
-    """The 600 sends issued at once straight through python-telegram-bot."""
+async def direct_run(
+    title: str, fake: Fake, make_bot: Callable[[Fake], Bot], chats: int = PRIVATE_CHATS
+) -> None:
+    """The ``chats`` sends (600) issued at once straight through python-telegram-bot."""
     await fake.start()
     bot = make_bot(fake)
     failures: Counter[str] = Counter()
@@ -302,14 +366,14 @@ async def direct_run(title: str, fake: Fake, make_bot: Callable[[Fake], Bot]) ->
                 failures[exc.__class__.__name__] += 1
 
         started = time.monotonic()
-        await asyncio.gather(*(send(1_000_000 + n) for n in range(1, PRIVATE_CHATS + 1)))
+        await asyncio.gather(*(send(1_000_000 + n) for n in range(1, chats + 1)))
         sent, limited = await fake.snapshot()
         report(
             title,
             started,
             sent,
-            PRIVATE_CHATS,
-            PRIVATE_CHATS / GLOBAL_RATE,
+            chats,
+            chats / GLOBAL_RATE,
             limited,
             key=lambda m: m.chat_id,
             refused_by=fake.refused_by,

@@ -61,6 +61,7 @@ class Hub:
         self._stops: list[Callable[[], Awaitable[None]]] = []
         #: The work this process may do only as the elected leader, by role name.
         self.leaderships: dict[str, Leadership] = {}
+        self._stopping = False
 
     @property
     def _delivers(self) -> bool:
@@ -191,8 +192,13 @@ class Hub:
         self._stops.append(discord.stop)
         await discord.start(gateway=False)
         if "bots" in self.roles:
+
+            async def leave_gateway() -> None:
+                if not self._stopping:  # when stopping, discord.stop() follows anyway
+                    await discord.disconnect_gateway()
+
             # Exactly one process holds the gateway and answers interactions.
-            self._lead("discord-gateway", discord.connect_gateway, discord.disconnect_gateway)
+            self._lead("discord-gateway", discord.connect_gateway, leave_gateway)
 
     def _lead(self, role: str, on_acquire: Action, on_release: Action) -> Leadership:
         """Run ``on_acquire`` .. ``on_release`` only while this process leads ``role``."""
@@ -222,6 +228,7 @@ class Hub:
         return leadership
 
     async def stop(self) -> None:
+        self._stopping = True
         while self._stops:
             stop = self._stops.pop()
             try:

@@ -10,6 +10,12 @@ Errors can be scripted per method and chat (:meth:`FakeBotApi.fail`), and
 ``enforce_limits=True`` makes ``sendMessage`` apply Telegram's flood limits
 (30/s per bot, 1/s per chat, 20/min per group) and answer 429 with
 ``retry_after`` when a send exceeds them.
+
+Like Telegram, only one ``getUpdates`` may poll at a time: one that arrives
+while another is still long-polling ends the earlier one with 409 Conflict
+("terminated by other getUpdates request") and proceeds; :attr:`FakeBotApi.conflicts`
+counts those 409s. A long-poll whose client has already gone (a stopped or
+killed poller) is ended quietly instead, as nobody is there to be answered.
 """
 
 from __future__ import annotations
@@ -83,6 +89,14 @@ def migrated(new_chat_id: int) -> tuple[int, dict[str, Any]]:
     )
 
 
+def conflict() -> tuple[int, dict[str, Any]]:
+    return 409, _error(
+        409,
+        "Conflict: terminated by other getUpdates request; "
+        "make sure that only one bot instance is running",
+    )
+
+
 def server_error() -> tuple[int, dict[str, Any]]:
     return 500, _error(500, "Internal Server Error")
 
@@ -108,6 +122,19 @@ class _Windows:
             self.stamps.setdefault(key, deque()).append(now)
 
 
+class _LongPoll:
+    """One ``getUpdates`` call waiting for updates."""
+
+    def __init__(self, request: web.Request | None) -> None:
+        self.request = request
+        self.terminated = asyncio.Event()
+
+    @property
+    def client_connected(self) -> bool:
+        transport = self.request.transport if self.request is not None else None
+        return transport is not None and not transport.is_closing()
+
+
 class FakeBotApi:
     def __init__(self, token: str = "123456:TEST-token", *, enforce_limits: bool = False) -> None:
         self.token = token
@@ -119,6 +146,8 @@ class FakeBotApi:
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
         self.rate_limited = 0
+        #: getUpdates calls ended with 409 Conflict by a newer, overlapping getUpdates.
+        self.conflicts = 0
         #: Which enforced limit refused each 429 ("global", "chat", "group").
         self.refused_by: Counter[str] = Counter()
         self.refused_at: list[float] = []
@@ -130,6 +159,7 @@ class FakeBotApi:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._new_update = asyncio.Event()
+        self._long_poll: _LongPoll | None = None
         self._changed = asyncio.Condition()
         self._windows = _Windows()
         self._runner: web.AppRunner | None = None
@@ -226,7 +256,7 @@ class FakeBotApi:
         params = await self._params(request)
         self.calls.append((method, params))
         try:
-            status, body = await self._dispatch(method.lower(), params)
+            status, body = await self._dispatch(method.lower(), params, request)
         finally:
             async with self._changed:
                 self._changed.notify_all()
@@ -255,12 +285,20 @@ class FakeBotApi:
             self.refused_at.append(now)
         return wait, [k for k, _n, _p in keys]
 
-    async def _dispatch(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def _dispatch(
+        self, method: str, params: dict[str, Any], request: web.Request | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        if method == "getupdates":
+            # Telegram ends a long-poll as soon as another getUpdates arrives,
+            # whatever becomes of the newer one.
+            self._end_long_poll()
         scripted = self._scripted_for(method, params)
         if scripted is not None:
             if scripted[0] == 429:
                 self.rate_limited += 1
             return scripted
+        if method == "getupdates":
+            return await self._get_updates(params, request)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return 404, _error(404, "Not Found: method not found")
@@ -302,20 +340,41 @@ class FakeBotApi:
         self.webhook = params
         return True
 
-    async def _m_getupdates(self, params: dict[str, Any]) -> Any:
+    def _end_long_poll(self) -> None:
+        """End the getUpdates still long-polling, if any: 409 Conflict when its
+        client is there to be told, quietly when it has gone."""
+        poll, self._long_poll = self._long_poll, None
+        if poll is None or poll.terminated.is_set():
+            return
+        if poll.client_connected:
+            self.conflicts += 1
+        poll.terminated.set()
+
+    async def _get_updates(
+        self, params: dict[str, Any], request: web.Request | None
+    ) -> tuple[int, dict[str, Any]]:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         limit = int(params.get("limit") or 100)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates and timeout > 0:
+            poll = self._long_poll = _LongPoll(request)
             self._new_update.clear()
+            waits = {
+                asyncio.ensure_future(self._new_update.wait()),
+                asyncio.ensure_future(poll.terminated.wait()),
+            }
             try:
-                async with asyncio.timeout(timeout):
-                    await self._new_update.wait()
-            except TimeoutError:
-                pass
-        return self._updates[:limit]
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+                if self._long_poll is poll:
+                    self._long_poll = None
+            if poll.terminated.is_set():
+                return conflict()
+        return 200, {"ok": True, "result": self._updates[:limit]}
 
     async def _m_sendmessage(self, params: dict[str, Any]) -> Any:
         chat_id = params.get("chat_id")
