@@ -34,7 +34,10 @@ Prints figures only. Run:
 
     .venv/bin/python bench/telegram_delivery.py [--skip-compare] [--chats N]
     .venv/bin/python bench/telegram_delivery.py --workers 2 [--kill-one] [--chats 300]
-        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--lease-seconds S]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--lease-seconds S] [--logs]
+
+After a ``--workers`` run the workers' warnings, errors, tracebacks and 409s are
+listed (``--logs``: their whole logs).
 
 Every child process is stopped (SIGTERM, then SIGKILL) and the scratch database
 dropped on the way out, also after Ctrl-C, SIGTERM or an error.
@@ -402,8 +405,423 @@ def without_limiter(fake: Fake) -> Bot:
     return Bot(fake.token, base_url=fake.base_url, request=_request())
 
 
+# =============================================================================
+# Several worker processes on PostgreSQL (--workers N)
+# =============================================================================
+
+BIN = Path(sys.executable).parent
+CATALYST = (
+    [str(BIN / "catalyst")] if (BIN / "catalyst").exists() else [sys.executable, "-m", "hub.cli"]
+)
+#: Worker log lines worth showing after the run.
+#: (Not the ",409" of a log timestamp's milliseconds.)
+ODD_LINE = re.compile(
+    r"WARNING|ERROR|CRITICAL|Traceback|Exception|(?<![,.:\d])409(?!\d)|[Cc]onflict"
+)
+
+
+class ScratchDatabase:
+    """A PostgreSQL database of the bench's own on the server of ``base_url``."""
+
+    def __init__(self, base_url: str, prefix: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        base = make_url(base_url)
+        if not base.drivername.startswith("postgresql"):
+            raise SystemExit(f"error: --pg-url must be a postgresql:// URL, not {base_url!r}")
+        self._admin_url = base_url
+        self.name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.url = base.set(database=self.name).render_as_string(hide_password=False)
+        self.created = False
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        from storage.notify import asyncpg_dsn
+
+        conn = await asyncpg.connect(asyncpg_dsn(self._admin_url), timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+
+    async def drop(self) -> None:
+        if self.created:
+            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
+
+
+class Resources:
+    """Everything the cluster run starts, so that every exit path can stop it."""
+
+    def __init__(self) -> None:
+        self.procs: list[Any] = []  # tests.cluster.procs.Proc
+        self.fake: FakeProcess | None = None
+        self.db: ScratchDatabase | None = None
+        self.ctx: HubContext | None = None
+        self.folder: str | None = None
+
+    async def close(self) -> None:
+        """The orderly way out: SIGTERM the workers (graceful stop), then the rest."""
+        for proc in self.procs:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(proc.stop, 20.0)
+        if self.fake is not None:
+            with contextlib.suppress(Exception):
+                await self.fake.stop()
+        if self.ctx is not None:
+            with contextlib.suppress(Exception):
+                await self.ctx.db.dispose()
+            self.ctx = None
+        if self.db is not None:
+            try:
+                await self.db.drop()
+            except Exception as exc:
+                print(f"warning: could not drop database {self.db.name}: {exc}", file=sys.stderr)
+
+    def last_resort(self) -> None:
+        """After the event loop is gone (a second Ctrl-C, a crash): kill and drop."""
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    proc.popen.wait(10)
+        if self.fake is not None:
+            self.fake.kill()
+        if self.db is not None and self.db.created:
+            try:
+                asyncio.run(self.db.drop())
+            except Exception as exc:
+                print(f"warning: could not drop database {self.db.name}: {exc}", file=sys.stderr)
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def worker_env(db_url: str, fake: FakeProcess, lease_seconds: float | None) -> dict[str, str]:
+    """A worker's environment: no inherited CATALYST_* variables, Telegram at the fake."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env.pop("PORT", None)
+    env.update(
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+        CATALYST_DATABASE__URL=db_url,
+        CATALYST_DATABASE__AUTO_MIGRATE="false",  # `catalyst db upgrade` ran first
+        CATALYST_AUTH__JWT_SECRET=JWT_SECRET,
+        CATALYST_SCHEDULER__ENABLED="false",
+        CATALYST_CONSOLE__ENABLED="false",
+        CATALYST_TELEGRAM__ENABLED="true",
+        CATALYST_TELEGRAM__TOKEN=fake.token,
+        CATALYST_TELEGRAM__BASE_URL=fake.base_url,
+        CATALYST_TELEGRAM__BASE_FILE_URL=f"http://127.0.0.1:{fake.port}/file/bot",
+        CATALYST_LOGGING__LEVEL="INFO",
+    )
+    if lease_seconds is not None:
+        env["CATALYST_DISPATCHER__LEASE_SECONDS"] = str(lease_seconds)
+    return env
+
+
+def leaders(procs: list[Any], role: str) -> list[Any]:
+    """The live processes whose latest word on ``role`` is that they lead it."""
+    out = []
+    for proc in procs:
+        if proc.popen.poll() is not None:
+            continue
+        said = proc.find(rf"{role}: (this process leads|lock lost|another process leads)")
+        if said and said[-1].group(1) == "this process leads":
+            out.append(proc)
+    return out
+
+
+async def wait_for_leader(procs: list[Any], role: str, limit: float) -> Any:
+    deadline = time.monotonic() + limit
+    while True:
+        found = leaders(procs, role)
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no worker leads {role} after {limit:.0f} s")
+        await asyncio.sleep(0.01)
+
+
+def alerts(sent: list[SentMessage], signal_id: str) -> list[SentMessage]:
+    marker = f"ID: <code>{signal_id}</code>"
+    return [m for m in sent if marker in m.text]
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+
+
+async def wait_chats(
+    fake: FakeProcess, signal_id: str, chats: int, limit: float, *, at_least: int | None = None
+) -> list[SentMessage]:
+    """Poll the fake until ``at_least`` (default: all) chats have ``signal_id``."""
+    wanted = chats if at_least is None else at_least
+    deadline = time.monotonic() + limit
+    while True:
+        sent, _ = await fake.snapshot()
+        mine = alerts(sent, signal_id)
+        if len({m.chat_id for m in mine}) >= wanted or time.monotonic() > deadline:
+            return mine
+        await asyncio.sleep(0.02)
+
+
+async def db_counts(ctx: HubContext, seq: int) -> tuple[int, int]:
+    """(deliveries recorded sent, open deliveries under a live claim) for one signal."""
+    from sqlalchemy import text
+
+    async with ctx.db.session() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE status = 'sent'), "
+                    "count(*) FILTER (WHERE status IN ('pending', 'failed') "
+                    "AND claimed_until > now()) FROM deliveries WHERE signal_seq = :seq"
+                ),
+                {"seq": seq},
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def cluster_main(args: argparse.Namespace, res: Resources) -> None:
+    from tests.cluster.procs import Proc
+
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    workers: int = args.workers
+    chats: int = args.chats or CLUSTER_CHATS
+    floor = chats / GLOBAL_RATE
+    try:
+        res.fake = fake = FakeProcess()
+        await fake.start()
+        res.db = db = ScratchDatabase(args.pg_url, "catalyst_bench_tg")
+        await db.create()
+        res.folder = folder = tempfile.mkdtemp(prefix="tg-bench-")
+        env = worker_env(db.url, fake, args.lease_seconds)
+        done = await asyncio.to_thread(
+            subprocess_run, [*CATALYST, "db", "upgrade"], env=env, cwd=folder
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"catalyst db upgrade failed:\n{done.stdout}\n{done.stderr}")
+
+        settings = Settings(
+            database={"url": db.url, "auto_migrate": False},
+            auth={"jwt_secret": JWT_SECRET},
+            console={"enabled": False, "auto_subscribe": False},
+            scheduler={"enabled": False},
+        )
+        res.ctx = ctx = build_context(settings)
+        owner = await ctx.services.accounts.ensure_user("bench")
+        for chat in range(1, chats + 1):
+            destination = str(1_000_000 + chat)
+            await ctx.services.subscriptions.subscribe("telegram", destination, owner.id)
+            await ctx.services.subscriptions.set_field("telegram", destination, "tickers", "PRIV")
+
+        for n in range(1, workers + 1):
+            res.procs.append(
+                Proc(
+                    f"worker-{n}",
+                    [*CATALYST, "run", "--roles", "dispatcher,bots"],
+                    env,
+                    Path(folder),
+                )
+            )
+        procs = res.procs
+        for proc in procs:
+            await proc.await_line(r"catalyst hub running", 60)
+        sender = await wait_for_leader(procs, "sender-telegram", 60)
+        receiver = await wait_for_leader(procs, "telegram-receiver", 60)
+        await asyncio.sleep(1.0)  # the poller's first getUpdates is in
+        lease = args.lease_seconds or settings.dispatcher.lease_seconds
+        print(
+            f"{workers} worker processes ({' '.join(CATALYST[-1:])} run --roles dispatcher,bots) "
+            f"on PostgreSQL database {db.name}; {chats} private chats; "
+            f"dispatcher lease {lease:g} s"
+        )
+        print(f"sender-telegram: {sender.name}, telegram-receiver: {receiver.name}")
+
+        # ---- steady running: one signal -> every chat -------------------------------
+        _, limited0 = await fake.snapshot()
+        refused0, conflicts0 = dict(fake.refused_by), fake.conflicts
+        started = time.monotonic()
+        result = await ctx.publisher.publish(
+            {"signal_id": "fanout-1", "ticker": "PRIV", "confidence": 0.9, "headline": "Fan-out"}
+        )
+        committed = time.monotonic()
+        assert result.deliveries == chats, result
+        await wait_chats(fake, "fanout-1", chats, max(120.0, 6 * floor))
+        await asyncio.sleep(1.0)  # let a duplicate show up, if any
+        sent, limited = await fake.snapshot()
+        report(
+            f"{workers} workers on PostgreSQL: 1 signal -> {chats} private chats",
+            started,
+            alerts(sent, "fanout-1"),
+            chats,
+            floor,
+            limited - limited0,
+            key=lambda m: m.chat_id,
+            refused_by=delta(dict(fake.refused_by), refused0),
+            conflicts=fake.conflicts - conflicts0,
+        )
+        print(
+            f"   publish         {(committed - started) * 1000:.1f} ms (store, route, enqueue, commit)"
+        )
+
+        if args.kill_one:
+            await kill_phase(res, ctx, fake, chats, floor, lease)
+
+        print(f"\n409s over the whole run (start-up included): {fake.conflicts}")
+    finally:
+        await res.close()
+        print_worker_oddities(res.procs)
+        if args.logs:
+            for proc in res.procs:
+                print(f"\n{proc.report(10_000)}", end="")
+
+
+def subprocess_run(cmd: list[str], *, env: dict[str, str], cwd: str) -> Any:
+    import subprocess
+
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+async def kill_phase(
+    res: Resources,
+    ctx: HubContext,
+    fake: FakeProcess,
+    chats: int,
+    floor: float,
+    lease: float,
+) -> None:
+    procs = res.procs
+    sender = await wait_for_leader(procs, "sender-telegram", 10)
+    was_receiver = sender in leaders(procs, "telegram-receiver")
+    survivors = [p for p in procs if p is not sender]
+    led_before = {p.name: p.count(r"sender-telegram: this process leads") for p in survivors}
+    _, limited0 = await fake.snapshot()
+    refused0, conflicts0 = dict(fake.refused_by), fake.conflicts
+
+    started = time.monotonic()
+    result = await ctx.publisher.publish(
+        {"signal_id": "fanout-kill", "ticker": "PRIV", "confidence": 0.9, "headline": "Kill"}
+    )
+    assert result.signal.seq is not None
+    seq = result.signal.seq
+    half = await wait_chats(fake, "fanout-kill", chats, 120, at_least=chats // 2)
+    t_kill = time.monotonic()
+    os.kill(sender.pid, signal.SIGKILL)
+    await asyncio.to_thread(sender.popen.wait, 10)
+    arrived_at_kill = len({m.chat_id for m in half})
+    # The fake still handles what the dead worker had written to its sockets; no
+    # survivor can lead this soon (a takeover waits a lock check period first).
+    await asyncio.sleep(0.3)
+    sent, _ = await fake.snapshot()
+    t_snap = time.monotonic()
+    received = {m.chat_id for m in alerts(sent, "fanout-kill")}
+    recorded, claimed = await db_counts(ctx, seq)
+    in_flight = len(received) - recorded
+
+    deadline = time.monotonic() + lease + 120
+    t_lead = None
+    new_sender = None
+    while t_lead is None and time.monotonic() < deadline:
+        for proc in survivors:
+            if proc.count(r"sender-telegram: this process leads") > led_before[proc.name]:
+                t_lead, new_sender = time.monotonic(), proc
+                break
+        else:
+            await asyncio.sleep(0.01)
+    mine = await wait_chats(fake, "fanout-kill", chats, max(1.0, deadline - time.monotonic()))
+    await asyncio.sleep(1.0)
+    sent, limited = await fake.snapshot()
+    mine = alerts(sent, "fanout-kill")
+    after = [m.at for m in mine if m.at > t_snap]
+    new_receiver = leaders(survivors, "telegram-receiver")
+    report(
+        f"{len(procs)} workers, the sender SIGKILLed halfway: 1 signal -> {chats} private chats",
+        started,
+        mine,
+        chats,
+        floor,
+        limited - limited0,
+        key=lambda m: m.chat_id,
+        refused_by=delta(dict(fake.refused_by), refused0),
+        conflicts=fake.conflicts - conflicts0,
+    )
+    print(
+        f"   killed          {sender.name} (sender-telegram"
+        f"{' and telegram-receiver' if was_receiver else ''}) "
+        f"{t_kill - started:.2f} s after publish, {arrived_at_kill}/{chats} chats served"
+    )
+    print(
+        f"   in flight       {in_flight} (alerts the fake had, not recorded as sent at the "
+        f"kill: the duplicate bound)"
+    )
+    print(
+        f"   claims held     {claimed} (claimed by the dead worker: retaken when the "
+        f"{lease:g} s lease ends)"
+    )
+    if t_lead is not None and new_sender is not None:
+        print(
+            f"   takeover        {t_lead - t_kill:.2f} s (kill -> {new_sender.name} leads sender-telegram)"
+        )
+    else:
+        print("   takeover        none: no survivor took the lead")
+    if after:
+        print(f"   first send      {min(after) - t_kill:.2f} s after the kill (the new sender)")
+        print(f"   kill -> last    {max(after) - t_kill:.2f} s")
+    if was_receiver:
+        print(f"   receiver now    {', '.join(p.name for p in new_receiver) or 'none'}")
+
+
+def print_worker_oddities(procs: list[Any], limit: int = 40) -> None:
+    """Warnings, errors, tracebacks and conflicts from the workers' logs."""
+    if not procs:
+        return
+    print("\nworker logs: warnings, errors, tracebacks, 409s")
+    shown = 0
+    for proc in procs:
+        code = proc.popen.poll()
+        odd = [line for line in proc.lines if ODD_LINE.search(line)]
+        print(f"   {proc.name} (exit {code}): {len(odd)} line(s) of {len(proc.lines)}")
+        for line in odd:
+            if shown >= limit:
+                break
+            print(f"     {line[:240]}")
+            shown += 1
+
+
+def run_cluster(args: argparse.Namespace) -> None:
+    res = Resources()
+    try:
+        asyncio.run(cluster_main(args, res))
+    except KeyboardInterrupt:
+        print("\ninterrupted; child processes stopped, scratch database dropped", file=sys.stderr)
+        raise SystemExit(130) from None
+    except asyncio.CancelledError:  # SIGTERM
+        print("\nterminated; child processes stopped, scratch database dropped", file=sys.stderr)
+        raise SystemExit(143) from None
+    finally:
+        res.last_resort()
+
+
 async def main(
-    compare: bool, same_loop: bool, batch_size: int | None, concurrency: int | None
+    compare: bool,
+    same_loop: bool,
+    batch_size: int | None,
+    concurrency: int | None,
+    chats: int = PRIVATE_CHATS,
 ) -> None:
     logging.basicConfig(level=logging.ERROR)
 
@@ -413,14 +831,14 @@ async def main(
     where = "in the hub's event loop" if same_loop else "in its own process"
     print(f"fake Bot API {where}, limits enforced: 30/s per bot, 1/s per chat, 20/min per group")
     with tempfile.TemporaryDirectory() as folder:
-        await hub_run(Path(folder), new_fake(), batch_size, concurrency)
+        await hub_run(Path(folder), new_fake(), batch_size, concurrency, chats)
     if compare:
         runs: list[tuple[str, Callable[[Fake], Bot]]] = [
             ("python-telegram-bot AIORateLimiter (defaults, max_retries=5)", with_aio_rate_limiter),
             ("python-telegram-bot without a limiter", without_limiter),
         ]
         for title, factory in runs:
-            await direct_run(title, new_fake(), factory)
+            await direct_run(title, new_fake(), factory, chats)
 
 
 def _run(coro: Awaitable[None]) -> None:
@@ -435,5 +853,53 @@ if __name__ == "__main__":
     )
     parser.add_argument("--batch-size", type=int, default=None, help="dispatcher.batch_size")
     parser.add_argument("--concurrency", type=int, default=None, help="dispatcher.concurrency")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="1: the hub in this process on SQLite (default); N >= 2: N worker processes "
+        "(catalyst run --roles dispatcher,bots) on a scratch PostgreSQL database",
+    )
+    parser.add_argument(
+        "--chats",
+        type=int,
+        default=None,
+        help=f"private chats (default {PRIVATE_CHATS}; {CLUSTER_CHATS} with --workers N)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help="--workers: the scratch database is created on this URL's server "
+        f"(default {DEFAULT_PG_URL})",
+    )
+    parser.add_argument(
+        "--kill-one",
+        action="store_true",
+        help="--workers: SIGKILL the sending worker halfway through a second signal",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="--workers: dispatcher.lease_seconds for the workers (default: the hub's)",
+    )
+    parser.add_argument(
+        "--logs", action="store_true", help="--workers: print the workers' whole logs at the end"
+    )
     args = parser.parse_args()
-    _run(main(not args.skip_compare, args.same_loop, args.batch_size, args.concurrency))
+    if args.chats is not None and args.chats < 2:
+        parser.error("--chats must be at least 2")
+    if args.workers >= 2:
+        run_cluster(args)
+    elif args.kill_one:
+        parser.error("--kill-one needs --workers 2 or more")
+    else:
+        _run(
+            main(
+                not args.skip_compare,
+                args.same_loop,
+                args.batch_size,
+                args.concurrency,
+                args.chats or PRIVATE_CHATS,
+            )
+        )

@@ -81,7 +81,7 @@ def free_port(consecutive: int = 1) -> int:
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+            base = int(probe.getsockname()[1])
         if base + consecutive > 65535:
             continue
         sockets: list[socket.socket] = []
@@ -147,11 +147,7 @@ class Proc:
         with self._cond:
             lines = self.lines[-tail:]
         state = self.popen.poll()
-        return (
-            f"----- {self.name} (pid {self.pid}, exit {state}) -----\n"
-            + "\n".join(lines)
-            + "\n"
-        )
+        return f"----- {self.name} (pid {self.pid}, exit {state}) -----\n" + "\n".join(lines) + "\n"
 
     def count(self, pattern: str) -> int:
         with self._cond:
@@ -196,17 +192,18 @@ class Proc:
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
+                # Still alive, so its group id is still ours: take its children too.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(10)
-        else:
-            # Its children (honcho's) may outlive it: never leave them behind.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
         self._reader.join(5)
         code = self.popen.returncode
         assert code is not None
         return code
+
+    async def astop(self, timeout: float = 15.0) -> int:
+        """:meth:`stop` without blocking the event loop (where the fakes it talks to run)."""
+        return await asyncio.to_thread(self.stop, timeout)
 
     def wait_exit(self, timeout: float) -> int | None:
         try:
@@ -269,6 +266,16 @@ class Cluster:
 
     def report(self) -> str:
         return "\n".join(p.report() for p in self.procs)
+
+    def leaks(self, *secrets: str) -> list[str]:
+        """Output lines, of any process started, that show one of ``secrets``
+        (ARCHITECTURE: no secret reaches any log in any role)."""
+        return [
+            f"{proc.name}: {line}"
+            for proc in self.procs
+            for line in proc.output.splitlines()
+            if any(secret and secret in line for secret in secrets)
+        ]
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -388,6 +395,24 @@ def signal_data(signal_id: str, ticker: str = "CLST", confidence: float = 0.8) -
 def write_jsonl(path: Path, items: Iterable[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     return path
+
+
+async def wait_healthy(port: int, proc: Proc, within: float = 45.0) -> None:
+    """Wait until ``GET /health`` on ``port`` answers 200 (``proc`` must stay up)."""
+    deadline = time.monotonic() + within
+    last = ""
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            assert proc.returncode is None, f"{proc.name} ended\n{proc.report()}"
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/health")
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = f"{exc.__class__.__name__}: {exc}"
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"port {port} not healthy within {within}s ({last})\n{proc.report()}")
 
 
 async def post_signal(
@@ -510,7 +535,9 @@ class WsFollower:
                         await ws.send(json.dumps({"type": "pong"}))
                     elif kind == "welcome":
                         if self.filters is not None and not self._welcomed.is_set():
-                            await ws.send(json.dumps({"type": "subscribe", "filters": self.filters}))
+                            await ws.send(
+                                json.dumps({"type": "subscribe", "filters": self.filters})
+                            )
                         else:
                             self._welcomed.set()
                     elif kind == "subscribed":

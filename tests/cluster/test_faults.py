@@ -2,14 +2,15 @@
 
 An api process (``run --roles api``) and a worker (``run --roles dispatcher,bots``,
 Telegram pointed at a fake in this process, one subscribed chat) run without a
-scheduler. A signal is published through REST and acknowledged; then
-``pg_terminate_backend`` ends every connection of the database: pools, the
-LISTEN connection, the advisory-lock connections of every elected leader. A
-second signal is then published through REST (retried on a 5xx, as a producer
-would). Within 30 s, with the same processes:
+scheduler. After a warm-up signal has gone all the way through, a signal is
+published through REST and acknowledged; then ``pg_terminate_backend`` ends every
+connection of the database: pools, the LISTEN connections, the advisory-lock
+connections of every elected leader. A third signal is then published through
+REST (retried on a 5xx, as a producer would). Within 30 s of the kill, with the
+same processes:
 
 * the WebSocket client (reconnecting with ``after_seq`` if the server closed it)
-  has both signals, exactly once each, in seq order;
+  has all three signals, exactly once each, in seq order;
 * the Telegram chat has the post-kill signal exactly once and the pre-kill one
   at least once (delivery is at-least-once; it must not be lost);
 * the chat's commands are answered again (the worker polls Telegram once more).
@@ -57,8 +58,12 @@ async def test_killing_every_connection_loses_nothing_and_needs_no_restart(
     fake = SlowBotApi()
     await fake.start()
     key = cluster.api_key()
-    api = cluster.start_api(**telegram_env(fake))
-    worker = cluster.start_role("worker", "dispatcher,bots", **telegram_env(fake))
+    api = cluster.start_api()
+    # A delivery whose claim committed just as its connection died is retaken when
+    # the claim's lease ends: 10 s (default 30 s) keeps that case inside the window.
+    worker = cluster.start_role(
+        "worker", "dispatcher,bots", CATALYST_DISPATCHER__LEASE_SECONDS="10", **telegram_env(fake)
+    )
     follower: WsFollower | None = None
     try:
         port = await asyncio.to_thread(cluster.api_port, api)
@@ -85,7 +90,8 @@ async def test_killing_every_connection_loses_nothing_and_needs_no_restart(
 
             status, history = await post_signal(http, key, signal_data("after-kill"))
         acked_in = time.monotonic() - killed_at
-        assert status == 201, f"POST after the kill: {history}\n{cluster.report()}"
+        # 200: an earlier attempt was stored although its answer was an error.
+        assert status in (200, 201), f"POST after the kill: {history}\n{cluster.report()}"
 
         wanted = ["warmup", "before-kill", "after-kill"]
 
@@ -133,6 +139,8 @@ async def test_killing_every_connection_loses_nothing_and_needs_no_restart(
     finally:
         if follower is not None:
             await follower.stop()
-        codes = {p.name: p.stop() for p in (worker, api)}
+        codes = {p.name: await p.astop() for p in (worker, api)}
         await fake.stop()
     assert codes == {"worker": 0, "api": 0}, cluster.report()
+    leaks = cluster.leaks(key, fake.token)
+    assert not leaks, "secrets in the log:\n" + "\n".join(leaks)

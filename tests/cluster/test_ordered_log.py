@@ -12,6 +12,7 @@ order" on both is the proof that seqs become visible in seq order.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sys
 import time
@@ -76,7 +77,7 @@ async def test_two_publishers_one_ordered_log_for_websocket_and_rest(cluster: Cl
         )
         assert got_all, context
         assert len(ws_seqs) == len(expected), context
-        inversions = [(a, b) for a, b in zip(ws_seqs, ws_seqs[1:], strict=False) if b <= a]
+        inversions = [(a, b) for a, b in itertools.pairwise(ws_seqs) if b <= a]
         assert not inversions, f"out of order on the WebSocket: {inversions[:10]}\n{context}"
         assert set(follower.signal_ids) == expected, context
         assert follower.connections == 1, context
@@ -100,7 +101,7 @@ async def test_two_publishers_one_ordered_log_for_websocket_and_rest(cluster: Cl
                 rest_seqs.extend(s["seq"] for s in page)
                 rest_ids.extend(s["signal_id"] for s in page)
                 cursor = next_cursor
-        inversions = [(a, b) for a, b in zip(rest_seqs, rest_seqs[1:], strict=False) if b <= a]
+        inversions = [(a, b) for a, b in itertools.pairwise(rest_seqs) if b <= a]
         assert not inversions, f"out of order over REST: {inversions[:10]}"
         assert len(rest_ids) == len(expected) and set(rest_ids) == expected
         # Both readers saw the same log.
@@ -108,5 +109,7 @@ async def test_two_publishers_one_ordered_log_for_websocket_and_rest(cluster: Cl
         assert not re.search(r"Traceback|ERROR", api.output), api.report()
     finally:
         await follower.stop()
-        code = api.stop()
+        code = await api.astop()
     assert code == 0, api.report()
+    leaks = cluster.leaks(key)
+    assert not leaks, "secrets in the log:\n" + "\n".join(leaks)
