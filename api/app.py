@@ -7,16 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import routes_account, routes_admin, routes_signals, routes_system, routes_ws
+from api.edge import AuthFailures, EdgeMiddleware
 from api.errors import install_error_handlers
 from api.ratelimit import KeyedRateLimiter
 from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 from core.context import HubContext
-
-#: Largest REST request body accepted (a signal is at most a few KiB).
-MAX_BODY_BYTES = 1 << 20
 
 DESCRIPTION = """Real-time catalyst trading signals over WebSocket (`/ws`) and REST.
 
@@ -25,39 +22,6 @@ Authenticate with `Authorization: Bearer <API key or JWT>`. Errors are
 `examples/README.md`; `examples/signal_client.py` is a working client."""
 
 Hook = Callable[[], Awaitable[None]]
-
-
-class BodySizeLimit:
-    """Answer 413 to a request whose declared Content-Length is above the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    if not value.isdigit() or int(value) > self.max_bytes:
-                        await _too_large(send, self.max_bytes)
-                        return
-                    break
-        await self.app(scope, receive, send)
-
-
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = b'{"detail":"request body too large: at most %d bytes"}' % max_bytes
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(
@@ -85,20 +49,32 @@ def create_app(
             for hook in on_shutdown:
                 await hook()
 
+    api = ctx.settings.api
     app = FastAPI(
         title="Catalyst Signal API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A redirect would be built from the client's Host header: 404 instead.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     app.state.ws_manager = manager
     app.state.rest_limiter = KeyedRateLimiter(ctx.settings.limits.rest_requests_per_minute, 60.0)
-    app.add_middleware(BodySizeLimit)
-    if ctx.settings.api.cors_origins:
+    # Failed authentications per client address (EdgeMiddleware feeds it from 401/4001).
+    app.state.auth_failures = AuthFailures(api.auth_failures_per_minute, 60.0)
+    # Body limits and the failed-auth gate, before parsing or authentication. Added
+    # first so it sits inside CORS: its 413/429 answers carry CORS headers too.
+    app.add_middleware(
+        EdgeMiddleware,
+        failures=app.state.auth_failures,
+        max_body_bytes=api.max_body_bytes,
+        body_timeout=api.body_timeout_seconds,
+    )
+    if api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=ctx.settings.api.cors_origins,
+            allow_origins=api.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After"],

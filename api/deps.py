@@ -65,7 +65,8 @@ def enforce_rate_limit(request: Request, principal: Principal) -> None:
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency giving the principal if it holds ``scope`` (``admin`` holds all)."""
+    """A dependency giving the principal if it holds ``scope`` (exactly: ``admin`` does
+    not imply the others)."""
 
     async def _check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.has(scope):

@@ -13,6 +13,14 @@ pressure. Otherwise ``write_frame`` returns False and the caller uses the normal
 ASGI path (which waits for the socket, so a slow client is still detected).
 ``ApiServer`` installs this protocol; under any other server the extension is
 absent and everything goes through ASGI.
+
+Closing: once the server has sent its close frame, uvicorn keeps reading (and
+parsing) whatever the peer sends for up to 10 s, waiting for the peer's close. A
+client closed for flooding would go on costing a core for those 10 s, so here the
+peer gets CLOSE_TIMEOUT seconds and CLOSE_DRAIN_BYTES bytes to answer; past
+either the connection is cut. The ``catalyst.hang_up`` extension (called by the
+app before it closes a client for flooding) goes further: after the close frame
+nothing more is read, and the TCP connection is closed HANG_UP_SECONDS later.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 EXTENSION = "catalyst.write_frame"
+HANG_UP_EXTENSION = "catalyst.hang_up"
+#: After the server's close frame: how long, and how many bytes, until the peer's close.
+CLOSE_TIMEOUT = 2.0
+CLOSE_DRAIN_BYTES = 1 << 16
+HANG_UP_SECONDS = 0.25
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -36,7 +49,34 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class FanoutProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol plus the ``catalyst.write_frame`` extension."""
+    """uvicorn's sans-I/O WebSocket protocol plus the ``catalyst.write_frame`` extension
+    and a bounded closing handshake."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = CLOSE_TIMEOUT
+        self._after_close = 0
+        self._hung_up = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            if self._hung_up:
+                return  # closed for flooding: its frames are not even parsed
+            self._after_close += len(data)
+            if self._after_close > CLOSE_DRAIN_BYTES:
+                # Still streaming after our close frame: stop reading it.
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def hang_up(self) -> None:
+        """The app is about to close this client for flooding: read nothing after the
+        close frame and close the connection HANG_UP_SECONDS after it."""
+        self._hung_up = True
+        self.close_timeout = HANG_UP_SECONDS
+        if self.close_sent and self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(HANG_UP_SECONDS, self.transport.close)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -44,6 +84,7 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
         if scope is not None and getattr(self, "response", None) is not None:
             # The app's task has been created but has not run yet: it sees this.
             scope["extensions"][EXTENSION] = self.write_frame
+            scope["extensions"][HANG_UP_EXTENSION] = self.hang_up
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a complete text frame now if uvicorn itself could; else False."""

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Response
 from starlette.exceptions import HTTPException
 
 from api.deps import Ctx, Publisher, Reader
-from api.schemas import ErrorResponse, SignalIn, SignalOut
+from api.schemas import ErrorResponse, IngestReceipt, SignalIn, SignalOut
 from api.streams import user_stream
 from core.errors import InvalidInput
-from core.signals import SIGNAL_ID_RE, normalize_ticker
+from core.signals import is_signal_id, normalize_ticker
 
 MAX_LIMIT = 100
 MAX_SEQ = 2**63 - 1
@@ -92,7 +92,7 @@ async def list_signals(
     summary="One signal by its id",
 )
 async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> dict[str, Any]:
-    if not SIGNAL_ID_RE.match(signal_id):
+    if not is_signal_id(signal_id):
         raise HTTPException(404, "no such signal: signal ids are 1-128 letters, digits and ._:-")
     signal = await ctx.services.signals.get(signal_id)
     return signal.to_public()
@@ -100,23 +100,36 @@ async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> dict[str, 
 
 @router.post(
     "",
-    response_model=SignalOut,
+    response_model=SignalOut | IngestReceipt,
     status_code=201,
-    responses={**_ERRORS, 200: {"model": SignalOut, "description": "Already stored (idempotent)"}},
+    responses={
+        **_ERRORS,
+        200: {"model": SignalOut | IngestReceipt, "description": "Already stored (idempotent)"},
+    },
     summary="Publish a signal (needs the publish scope)",
 )
 async def publish_signal(
-    body: SignalIn, ctx: Ctx, _principal: Publisher, response: Response
+    body: SignalIn, ctx: Ctx, principal: Publisher, response: Response
 ) -> dict[str, Any]:
-    """Store, route and stream a signal. Publishing a ``signal_id`` again returns the
-    stored signal with status 200 and sends nothing again."""
+    """Store, route and stream a signal. Publishing a ``signal_id`` again sends
+    nothing again and answers 200. A key with the ``read`` scope gets the stored
+    signal (``SignalOut``); a key without it gets only an ``IngestReceipt``
+    (``signal_id``, ``seq``, ``created``), never stored content."""
     if body.timestamp is not None and body.timestamp.tzinfo is not None:
         try:
             body.timestamp.astimezone(UTC)
         except (OverflowError, ValueError):
             raise InvalidInput("timestamp: is out of range", field="timestamp") from None
-    data = body.model_dump(exclude_none=True)
+    # The fields as given (no model_dump: it would walk arbitrarily deep metadata
+    # before Signal.parse bounds it).
+    data = {name: value for name, value in body if value is not None}
     result = await ctx.publisher.publish(data)
     if not result.created:
         response.status_code = 200
+    if not principal.has("read"):
+        return {
+            "signal_id": result.signal.signal_id,
+            "seq": result.signal.seq,
+            "created": result.created,
+        }
     return result.signal.to_public()

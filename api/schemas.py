@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.filters import SignalFilter
 from core.services.feedback import GroupStats, OutcomeStats, UserStats
-from core.signals import SignalType
+from core.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalType
 
 
 class ErrorResponse(BaseModel):
@@ -49,27 +49,46 @@ class SignalOut(BaseModel):
     seq: int | None = Field(default=None, description="Hub-assigned replay cursor.")
 
 
+class IngestReceipt(BaseModel):
+    """What ingest answers a key without the ``read`` scope: that the signal is stored,
+    never its stored content (which may be another producer's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal_id: str
+    seq: int | None = Field(default=None, description="Hub-assigned replay cursor.")
+    created: bool = Field(description="False when the signal_id was already stored.")
+
+
 class SignalIn(BaseModel):
     """A producer's signal. Only ``ticker`` and ``confidence`` are required; a
-    ``signal_id`` makes publishing idempotent (one is generated when absent)."""
+    ``signal_id`` makes publishing idempotent (one is generated when absent).
+    Text may not contain NUL or lone surrogates; numbers must be finite."""
 
     model_config = ConfigDict(extra="forbid")
 
     signal_id: str | None = Field(default=None, max_length=128, examples=["fda-abcd-20260102"])
     ticker: str = Field(max_length=32, examples=["ABCD"])
     signal_type: str | None = Field(default=None, examples=["BUY"])
-    confidence: float = Field(examples=[0.85])
+    confidence: float = Field(allow_inf_nan=False, examples=[0.85])
     catalyst_type: str | None = Field(default=None, examples=["FDA"])
     source: str | None = Field(default=None, examples=["SEC_8K"])
-    price: float | None = None
-    rvol: float | None = None
+    price: float | None = Field(default=None, allow_inf_nan=False)
+    rvol: float | None = Field(default=None, allow_inf_nan=False)
     sector: str | None = None
     headline: str | None = None
     url: str | None = None
     timestamp: datetime | None = Field(
         default=None, description="ISO timestamp with a timezone; defaults to now."
     )
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            f"Any JSON object of at most {METADATA_MAX_BYTES} bytes and "
+            f"{METADATA_MAX_DEPTH} levels of nesting (the object itself is level 1); "
+            "numbers must be finite."
+        ),
+    )
 
 
 class FilterModel(BaseModel):

@@ -1,41 +1,113 @@
-"""Run uvicorn inside the hub's own event loop (no signal handlers, no new loop)."""
+"""Run uvicorn inside the hub's own event loop (no signal handlers, no new loop).
+
+:class:`ApiServer` is how the API faces the internet (``catalyst run``, and the
+Procfile's ``web`` role as ``catalyst run --roles api``): besides the app's own
+edge (:mod:`api.edge`) it installs the connection-level one
+(:mod:`api.edge_protocol`: request-head deadline, connections per address), trusts
+forwarded headers only from ``api.trusted_proxies``, and keeps secrets out of the
+log (:func:`install_log_redaction`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from typing import Any, Literal, cast
 
 import uvicorn
 from fastapi import FastAPI
 
+from api.edge_protocol import EdgeGuard, protocol_factory
 from api.fastsend import FanoutProtocol
 from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 
 log = logging.getLogger(__name__)
 
-_TOKEN_RE = re.compile(r"((?:token|api_key)=)[^&\s\"']+", re.IGNORECASE)
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Query parameters that carry credentials: ?token=, &api_key=, access_token=, ...
+    (
+        re.compile(
+            r"((?:token|api[_-]?key|key|secret|password|passwd|jwt|auth|authorization)=)"
+            r"[^&\s\"'#;]+",
+            re.IGNORECASE,
+        ),
+        r"\1***",
+    ),
+    # JSON or repr fields: {"type": "auth", "token": "..."} in a logged WebSocket frame.
+    (
+        re.compile(
+            r"""(["'](?:[a-z_]*token|api[_-]?key|key|secret|password|jwt|authorization)["']"""
+            r"""\s*:\s*["'])[^"']*""",
+            re.IGNORECASE,
+        ),
+        r"\1***",
+    ),
+    # API keys and JWTs wherever they appear (a path, another parameter, a repr).
+    (re.compile(r"catalyst_[A-Za-z0-9_\-]{12,}"), "catalyst_***"),
+    (re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"), "***"),
+    (re.compile(r"(bearer\s+)[^\s\"',]+", re.IGNORECASE), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials (query values, API keys, JWTs, bearer tokens)."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_arg(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("latin-1")
+        cleaned = redact(text)
+        return value if cleaned == text else cleaned
+    return value
 
 
 class RedactTokens(logging.Filter):
-    """uvicorn logs WebSocket paths with their query string; hide ``?token=`` values."""
+    """Hides credentials in log records: uvicorn logs paths with their query string,
+    and a client may put its key anywhere. String arguments are cleaned in place,
+    so formatters that unpack ``record.args`` (uvicorn's access log) still work; a
+    message that still shows one after that is replaced by its cleaned text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(
-                _TOKEN_RE.sub(r"\1***", a) if isinstance(a, str) else a for a in args
-            )
-        if isinstance(record.msg, str) and "token=" in record.msg.lower():
-            record.msg = _TOKEN_RE.sub(r"\1***", record.msg)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(a) for a in record.args)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: let the handler report it
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
+_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets")
+
+
 def install_log_redaction() -> None:
-    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+    """Put :class:`RedactTokens` on uvicorn's loggers and on every handler of the root
+    and uvicorn loggers (records from any logger pass through one of those). Call it
+    after logging is configured; it is idempotent."""
+    targets: list[logging.Filterer] = []
+    for name in _LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        targets.append(logger)
+        targets.extend(logger.handlers)
+    targets.extend(logging.getLogger().handlers)
+    for target in targets:
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())
 
 
 class ApiServer:
@@ -50,17 +122,32 @@ class ApiServer:
         log_level: str = "warning",
         access_log: bool = False,
         fast_fanout: bool = True,
+        http: Literal["auto", "h11", "httptools"] = "auto",
     ) -> None:
         """``fast_fanout`` installs :class:`~api.fastsend.FanoutProtocol` (broadcasts
-        write pre-built frames); False uses uvicorn's plain sans-I/O protocol."""
+        write pre-built frames); False uses uvicorn's plain sans-I/O protocol. ``http``
+        picks the HTTP parser the edge protocol extends."""
         self.app = app
         self.host = host
         self.port = port
-        max_bytes = app.state.ctx.settings.api.max_message_bytes
+        api = app.state.ctx.settings.api
+        max_bytes = api.max_message_bytes
+        trusted = list(api.trusted_proxies)
+        #: Connection limits of this server (see :mod:`api.edge_protocol`).
+        self.guard = EdgeGuard(
+            header_timeout=api.header_timeout_seconds,
+            max_per_ip=api.max_open_connections_per_ip,
+            trusted_proxies=trusted,
+        )
         self._config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=cast(Any, protocol_factory(self.guard, http)),
+            # X-Forwarded-For / -Proto only from the configured proxies (uvicorn's own
+            # default trusts 127.0.0.1, so anything on the host could pose as anyone).
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
             ws=FanoutProtocol if fast_fanout else "websockets-sansio",
             # Frames above max_message_bytes get an error message from the app; far
             # larger ones are cut off by the protocol (close 1009).

@@ -18,7 +18,18 @@ Resume
     :meth:`ConnectionManager.resume` switches the client's live feed into a side
     buffer first, replays the missed signals from the database, then drains the
     buffer skipping everything at or below the last replayed ``seq``: no gap, no
-    duplicate. Signals the client already got live are skipped too.
+    duplicate. Signals the client already got live are skipped too. The replay reads
+    bounded pages (REPLAY_PAGE rows, at most REPLAY_READERS pages read at once in
+    the process) and yields to the loop as it goes, so a replay never holds up the
+    live broadcast; it reaches at most ``limits.ws_resume_max_signals`` back.
+
+Credentials
+    A connection lives as long as its credential: a JWT's ``exp`` is scheduled to
+    the second, and every ``limits.credential_check_seconds`` one batched query
+    re-checks the API keys (revoked, moved to another user) and users of all open
+    connections. A connection whose credential ended gets an error and close 4001;
+    :meth:`ConnectionManager.credential_ok` (a short-TTL cache) is also asked
+    before each client message is handled.
 """
 
 from __future__ import annotations
@@ -30,14 +41,16 @@ import logging
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
 from api.fastsend import EXTENSION as FRAME_EXTENSION
-from api.fastsend import text_frame
-from core.auth import Principal
+from api.fastsend import HANG_UP_EXTENSION, text_frame
+from api.ratelimit import KeyedRateLimiter
+from core.auth import AuthService, Principal
+from core.errors import InvalidInput
 from core.filters import CompiledFilter, SignalFilter
 from core.signals import Signal
 
@@ -53,10 +66,18 @@ CLOSE_HEARTBEAT = 4000
 CLOSE_AUTH = 4001
 CLOSE_TOO_MANY = 4029
 
-REPLAY_PAGE = 500
+#: Rows a resume reads per page; pages read at once in the process; messages a
+#: replay queues between yields to the event loop.
+REPLAY_PAGE = 200
+REPLAY_READERS = 1
+REPLAY_YIELD_EVERY = 50
 CLOSE_TIMEOUT = 2.0
 #: Seqs a client got live, remembered so a later ``resume`` does not send them twice.
 RECENT_LIVE = 4096
+REVOKED_MESSAGE = "API key revoked (or no longer yours); reconnect with a valid key"
+#: After a client is closed for flooding, its credential's new connections are refused
+#: (1008) for this long: reconnecting at once to flood again gains nothing.
+FLOOD_PENALTY_SECONDS = 5.0
 
 
 def dumps(payload: dict[str, Any]) -> str:
@@ -65,6 +86,13 @@ def dumps(payload: dict[str, Any]) -> str:
 
 def signal_message(signal: Signal) -> str:
     return dumps({"type": "signal", "data": signal.to_public()})
+
+
+def hook_up(websocket: WebSocket) -> None:
+    """Ask the server protocol to read nothing after this connection's close frame."""
+    hang_up = (websocket.scope.get("extensions") or {}).get(HANG_UP_EXTENSION)
+    if hang_up is not None:
+        hang_up()
 
 
 class ClientGone(Exception):
@@ -132,6 +160,10 @@ class Client:
         self.closing = False
         #: Set when the queue overflowed; the close follows in a task.
         self.dropped = False
+        #: Set when the credential ended (revoked, expired): nothing more is accepted.
+        self.revoked = False
+        self._close_started = False
+        self.expiry: asyncio.TimerHandle | None = None
         self.closed = asyncio.get_running_loop().create_future()
         self._pending: deque[str] = deque()
         self._space = asyncio.Event()
@@ -260,19 +292,41 @@ class Client:
         if not self.closed.done():
             self.closed.set_result(None)
 
-    async def close(self, code: int, reason: str = "") -> None:
-        """Stop sending and close the socket with ``code`` (bounded wait for a stuck peer)."""
-        if self.closing:
+    async def close(
+        self, code: int, reason: str = "", final: str | None = None, *, hang_up: bool = False
+    ) -> None:
+        """Stop sending and close the socket with ``code`` (bounded wait for a stuck peer),
+        after sending the ``final`` message (an error saying why) when given. With
+        ``hang_up`` nothing more is read from the peer (see api.fastsend)."""
+        if self._close_started:
             return
+        self._close_started = True
         self.closing = True
         self._pending.clear()
         self._space.set()
         await self.stop_sender()
+        if hang_up:
+            hook_up(self.websocket)
         try:
+            if final is not None:
+                await asyncio.wait_for(
+                    self.websocket.send({"type": "websocket.send", "text": final}),
+                    CLOSE_TIMEOUT,
+                )
             await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT)
         except Exception:
             log.debug("closing client %s with %d did not complete", self.id, code)
         self._mark_closed()
+
+    @property
+    def close_started(self) -> bool:
+        return self._close_started
+
+    def abandon(self) -> None:
+        """The session is over: stop sending and wake anything waiting for queue room."""
+        self.closing = True
+        self._pending.clear()
+        self._space.set()
 
     async def stop_sender(self) -> None:
         sender = self._sender
@@ -280,6 +334,55 @@ class Client:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
+
+
+class CredentialCache:
+    """Whether a credential still stands, asked of the database at most once per
+    ``ttl`` seconds per credential (concurrent askers share one query)."""
+
+    def __init__(self, auth: AuthService, ttl: float) -> None:
+        self._auth = auth
+        self._ttl = ttl
+        self._known: dict[Hashable, tuple[float, bool]] = {}
+        self._asking: dict[Hashable, asyncio.Future[bool]] = {}
+        self._failing = False
+
+    @staticmethod
+    def key(principal: Principal) -> Hashable:
+        return (principal.key_id, principal.user.id, "admin" in principal.scopes)
+
+    def record(self, principal: Principal, ok: bool, now: float) -> None:
+        self._known[self.key(principal)] = (now, ok)
+
+    def forget_except(self, keep: set[Hashable]) -> None:
+        for key in [k for k in self._known if k not in keep]:
+            del self._known[key]
+
+    async def check(self, principal: Principal) -> bool:
+        key = self.key(principal)
+        now = time.monotonic()
+        known = self._known.get(key)
+        if known is not None and (not known[1] or now - known[0] < self._ttl):
+            return known[1]  # an ended credential never comes back
+        asking = self._asking.get(key)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asking[key] = future
+        ok = known[1] if known is not None else True
+        try:
+            (ok,) = await self._auth.still_valid([principal])
+            self._failing = False
+        except Exception as exc:
+            # The database is unavailable: keep the last answer (revoking needs it too).
+            if not self._failing:
+                log.warning("could not re-check a WebSocket credential: %s", type(exc).__name__)
+            self._failing = True
+        finally:
+            del self._asking[key]
+            future.set_result(ok)  # also when this task is cancelled: the others go on
+        self._known[key] = (now, ok)
+        return ok
 
 
 class ConnectionManager:
@@ -295,6 +398,18 @@ class ConnectionManager:
         self._by_ip: Counter[str] = Counter()
         self._unsubscribe: Callable[[], None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        self.credentials = CredentialCache(ctx.auth, self._limits.credential_cache_seconds)
+        self._filter_locks: dict[int, asyncio.Lock] = {}
+        self._penalties: dict[Hashable, float] = {}
+        #: Resumes per user, all of its connections together (reconnecting to resume
+        #: again must not dodge the limit).
+        self.resume_limiter = KeyedRateLimiter(self._limits.ws_resumes_per_minute, 60.0)
+        #: Stream-filter writes (``subscribe``) per user per second, likewise.
+        self.filter_write_limiter = KeyedRateLimiter(
+            self._limits.max_messages_per_client_per_sec, 1.0
+        )
+        self._replay_readers: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat_text = dumps({"type": "heartbeat"})
         #: Benchmark baseline only: broadcast by awaiting each client in turn.
@@ -320,6 +435,7 @@ class ConnectionManager:
         self.stopping = False
         self._unsubscribe = self._ctx.bus.subscribe(self.on_signal)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ws-heartbeat")
+        self._checker = asyncio.create_task(self._credential_loop(), name="ws-credentials")
 
     async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
         """Stop taking signals and close every client with ``code`` (1001: going away)."""
@@ -327,11 +443,12 @@ class ConnectionManager:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        for task in (self._heartbeat, self._checker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._heartbeat = self._checker = None
         clients = list(self._clients.values())
         if clients:
             await asyncio.gather(
@@ -381,19 +498,136 @@ class ConnectionManager:
             client.side_buffer = deque()
         self._clients[client.id] = client
         self._by_user.setdefault(client.user_id, set()).add(client)
+        expires_at = client.principal.expires_at
+        if expires_at is not None:
+            # A JWT ends at its exp, to the second: no need to wait for the next check.
+            client.expiry = asyncio.get_running_loop().call_later(
+                max(expires_at - time.time(), 0.0), self._expire, client
+            )
         self._metrics.ws_connections.inc()
         self._metrics.ws_messages_sent.labels(type="welcome").inc()
 
     async def unregister(self, client: Client) -> None:
+        self._forget(client)
+        if client.expiry is not None:
+            client.expiry.cancel()
+            client.expiry = None
+        client.abandon()
+        await client.stop_sender()
+
+    def _forget(self, client: Client) -> None:
+        """Stop counting and streaming to ``client`` (its session ends on its own)."""
         if self._clients.pop(client.id, None) is not None:
             users = self._by_user.get(client.user_id)
             if users is not None:
                 users.discard(client)
                 if not users:
                     del self._by_user[client.user_id]
+                    lock = self._filter_locks.get(client.user_id)
+                    if lock is not None and not lock.locked():
+                        del self._filter_locks[client.user_id]
             self._metrics.ws_connections.dec()
-        client.closing = True
-        await client.stop_sender()
+
+    def filter_lock(self, user_id: int) -> asyncio.Lock:
+        """Serializes a user's stream-filter writes from this process's connections."""
+        lock = self._filter_locks.get(user_id)
+        if lock is None:
+            lock = self._filter_locks[user_id] = asyncio.Lock()
+        return lock
+
+    # ---- credentials ------------------------------------------------------
+    def end_client(self, client: Client, code: int, message: str, *, hang_up: bool = False) -> None:
+        """Close ``client`` with ``code`` after an error saying why (in a task)."""
+        if not client.closing:
+            final = dumps({"type": "error", "message": message})
+            self._spawn(client.close(code, message[:120], final, hang_up=hang_up))
+
+    def flooded(self, client: Client, message: str) -> None:
+        """``client`` sent too much: close it (1008) reading nothing more, and refuse its
+        credential's new connections for FLOOD_PENALTY_SECONDS."""
+        now = time.monotonic()
+        if len(self._penalties) >= 10_000:
+            for key in [k for k, until in self._penalties.items() if until <= now]:
+                del self._penalties[key]
+        self._penalties[CredentialCache.key(client.principal)] = now + FLOOD_PENALTY_SECONDS
+        log.info("closing WebSocket client %s (user %s): %s", client.id, client.user_id, message)
+        self._metrics.ws_messages_sent.labels(type="flood_closed").inc()
+        self.end_client(client, CLOSE_TOO_SLOW, message, hang_up=True)
+
+    def penalty_left(self, principal: Principal) -> float:
+        """Seconds until ``principal``'s credential may connect again after a flood."""
+        until = self._penalties.get(CredentialCache.key(principal))
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._penalties[CredentialCache.key(principal)]
+            return 0.0
+        return left
+
+    def revoke(self, client: Client, message: str) -> None:
+        """``client``'s credential ended: accept nothing more from it, close it (4001)."""
+        if client.revoked:
+            return
+        client.revoked = True
+        log.info("closing WebSocket client %s (user %s): %s", client.id, client.user_id, message)
+        self._metrics.ws_messages_sent.labels(type="credential_ended").inc()
+        self.end_client(client, CLOSE_AUTH, message)
+
+    def _expire(self, client: Client) -> None:
+        client.expiry = None
+        self.revoke(client, "token expired; get a new one (POST /api/v1/auth/token) and reconnect")
+
+    async def credential_ok(self, client: Client) -> bool:
+        """Whether ``client``'s credential still stands (asked before each message)."""
+        if client.revoked:
+            return False
+        if client.principal.expired():
+            self._expire(client)
+            return False
+        if not await self.credentials.check(client.principal):
+            self.revoke(client, REVOKED_MESSAGE)
+            return False
+        return True
+
+    async def check_credentials(self) -> None:
+        """Re-check every open connection's credential in one batched query."""
+        clients = [c for c in self._clients.values() if not c.closing and not c.revoked]
+        principals: dict[Hashable, Principal] = {}
+        for client in clients:
+            principals.setdefault(CredentialCache.key(client.principal), client.principal)
+        self.credentials.forget_except(set(principals))
+        if not principals:
+            return
+        keys = list(principals)
+        results = await self._ctx.auth.still_valid([principals[k] for k in keys])
+        now = time.monotonic()
+        valid = {}
+        for key, ok in zip(keys, results, strict=True):
+            valid[key] = ok
+            self.credentials.record(principals[key], ok, now)
+        for client in clients:
+            if client.principal.expired():
+                self._expire(client)
+            elif not valid.get(CredentialCache.key(client.principal), True):
+                self.revoke(client, REVOKED_MESSAGE)
+
+    async def _credential_loop(self) -> None:
+        interval = self._limits.credential_check_seconds
+        failing = False
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_credentials()
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    log.warning(
+                        "could not re-check WebSocket credentials (retrying every %.0f s): %s",
+                        interval,
+                        type(exc).__name__,
+                    )
+                failing = True
 
     def _ready(self, client: Client) -> None:
         """``client`` has something queued: write it on this loop turn's flush."""
@@ -429,6 +663,9 @@ class ConnectionManager:
             client.capacity,
         )
         self._metrics.ws_messages_sent.labels(type="dropped_client").inc()
+        # Forgotten at once: the close below may wait CLOSE_TIMEOUT for a peer that
+        # does not read, and nothing more is sent to it meanwhile.
+        self._forget(client)
         self._spawn(client.close(CLOSE_TOO_SLOW, "client too slow: send queue overflowed"))
 
     # ---- sending ----------------------------------------------------------
@@ -491,16 +728,31 @@ class ConnectionManager:
         """Replay what ``client`` missed after ``after_seq``, then go live.
 
         Returns (replayed, last_seq). The caller may already have switched the
-        client to buffering (``register(..., resume_buffering=True)``)."""
+        client to buffering (``register(..., resume_buffering=True)``). A cursor more
+        than ``limits.ws_resume_max_signals`` back replays nothing: the client goes
+        live and InvalidInput says how to catch up over REST."""
         if client.side_buffer is None:
             client.side_buffer = deque()
         already_live = {s for s in client.recent_live if s > after_seq}
         last = after_seq
         replayed = 0
         signals = self._ctx.services.signals
+        if self._replay_readers is None:
+            self._replay_readers = asyncio.Semaphore(REPLAY_READERS)
+        too_far: str | None = None
         try:
-            while True:
-                page = await signals.query(limit=REPLAY_PAGE, after_seq=last, ascending=True)
+            newest = await signals.latest_seq()
+            reach = self._limits.ws_resume_max_signals
+            if newest - after_seq > reach:
+                too_far = (
+                    f"resume: after_seq {after_seq} is more than {reach} signals back (the "
+                    f"newest seq is {newest}); page through GET /api/v1/signals?after_seq="
+                    f"{after_seq} first, then resume from the last seq you got"
+                )
+            while too_far is None:
+                async with self._replay_readers:
+                    page = await signals.query(limit=REPLAY_PAGE, after_seq=last, ascending=True)
+                queued = 0
                 for signal in page:
                     seq = signal.seq or 0
                     last = max(last, seq)
@@ -508,8 +760,12 @@ class ConnectionManager:
                         continue
                     await client.put(signal_message(signal))
                     replayed += 1
+                    queued += 1
+                    if queued % REPLAY_YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the live broadcast and others run
                 if len(page) < REPLAY_PAGE:
                     break
+                await asyncio.sleep(0)
             buffer = client.side_buffer
             while buffer:
                 seq, text = buffer.popleft()
@@ -524,6 +780,8 @@ class ConnectionManager:
             raise
         if replayed:
             self._metrics.ws_messages_sent.labels(type="signal").inc(replayed)
+        if too_far is not None:
+            raise InvalidInput(too_far, field="after_seq")
         return replayed, last
 
     # ---- heartbeats -------------------------------------------------------------
@@ -561,4 +819,5 @@ __all__ = [
     "Client",
     "ClientGone",
     "ConnectionManager",
+    "CredentialCache",
 ]

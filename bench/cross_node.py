@@ -5,8 +5,8 @@
     .venv/bin/python bench/cross_node.py --pg-url postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/cross_node.py --logs             # the web nodes' whole logs too
 
-Two web processes, exactly the Procfile's ``web`` role (``uvicorn --factory
-hub.web:create_app`` on two ports), share one scratch PostgreSQL database,
+Two web processes, exactly the Procfile's ``web`` role (``catalyst run --roles
+api`` on two ports), share one scratch PostgreSQL database,
 created on the server of ``--pg-url`` (migrated with ``catalyst db upgrade``,
 dropped at the end). A WebSocket client is connected to node 2; this process
 POSTs the signals to node 1 (``POST /api/v1/signals``, one keep-alive
@@ -315,9 +315,10 @@ async def measure(
     nodes = []
     for n, port in enumerate(ports, 1):
         command = [
-            str(BIN / "uvicorn"),
-            "--factory",
-            "hub.web:create_app",
+            str(BIN / "catalyst"),
+            "run",
+            "--roles",
+            "api",
             "--host",
             "127.0.0.1",
             "--port",
@@ -471,7 +472,7 @@ async def bench(args: argparse.Namespace, res: Resources) -> None:
         key = out.strip().splitlines()[-1]
         print(
             f"{os.cpu_count()} CPUs; PostgreSQL database {db.name}; two web nodes "
-            "(uvicorn --factory hub.web:create_app); POST /api/v1/signals to node 1, "
+            "(catalyst run --roles api); POST /api/v1/signals to node 1, "
             "a WebSocket client (websockets sync client, own process) on node 2"
         )
         print(

@@ -597,7 +597,12 @@ async def bench(
         auth={"jwt_secret": "bench-secret-" + "x" * 40},
         console={"enabled": False, "auto_subscribe": False},
         scheduler={"enabled": False},
-        api={"heartbeat_seconds": 3600, "heartbeat_timeout_seconds": 7200},
+        api={
+            "heartbeat_seconds": 3600,
+            "heartbeat_timeout_seconds": 7200,
+            # Every bench client comes from 127.0.0.1.
+            "max_open_connections_per_ip": max(sizes) + 100,
+        },
         limits={
             "max_connections_per_ip": max(sizes) + 100,
             "rest_requests_per_minute": 1_000_000,

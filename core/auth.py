@@ -2,25 +2,36 @@
 
 API keys look like ``catalyst_<43 url-safe chars>`` and are stored only as their
 SHA-256 (they carry 256 bits of entropy, so a fast hash is the right tool, not a
-password hash). JWTs are HS256 with numeric ``exp`` and ``iat``, validated by PyJWT.
+password hash). JWTs are HS256; PyJWT checks the signature and this module checks
+every claim's type itself (numeric ``exp`` and ``iat``, never a digit string).
+
+A credential's power is exactly its scopes: ``admin`` grants the admin endpoints
+and nothing else, and only an admin user's key may carry it (refused when the key
+is created; dropped at use if the user is no longer an admin).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import math
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
-from sqlalchemy import update
+from jwt.api_jws import PyJWS
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.services.accounts import UserRef
 from storage.database import Database
-from storage.models import ApiKey, utcnow
+from storage.models import ApiKey, User, utcnow
 from storage.repositories import users as users_repo
 
 log = logging.getLogger(__name__)
@@ -31,6 +42,13 @@ DEFAULT_SCOPES = ("read", "feedback")
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "catalyst-signal-hub"
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+#: Longer credentials are refused unread (a JWT we issue is about 300 characters).
+MAX_CREDENTIAL_CHARS = 4096
+#: Clock skew allowed for ``iat`` and ``nbf`` between hub processes.
+CLOCK_SKEW_SECONDS = 30
+MAX_ID = 2**63 - 1
+#: Ids per ``IN (...)`` of the batched credential check.
+CHECK_CHUNK = 500
 
 
 def hash_key(key: str) -> str:
@@ -57,14 +75,90 @@ def parse_scopes(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, with what scopes; ``admin`` implies every scope."""
+    """Who is calling, with what scopes (exactly those: ``admin`` implies no other)."""
 
     user: UserRef
     scopes: frozenset[str]
     key_id: int | None = None
+    #: A JWT's ``exp`` (Unix time); None for an API key, which lasts until revoked.
+    expires_at: float | None = None
 
     def has(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
+        return scope in self.scopes
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (now or time.time()) >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The claims of a correctly signed, unexpired JWT, each of the right type."""
+
+    user_id: int
+    scopes: frozenset[str]
+    expires_at: float
+    key_id: int | None
+
+
+def _scopes_for(stored: str | Sequence[str], is_admin: bool) -> frozenset[str]:
+    """The scopes a credential holds now: the known ones, ``admin`` only for an admin."""
+    items = stored.split(",") if isinstance(stored, str) else stored
+    scopes = frozenset(s for s in items if s in SCOPES)
+    return scopes if is_admin else scopes - {"admin"}
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number claim (NumericDate): an int or a finite float, never a bool or a
+    string (PyJWT alone accepts ``"exp": "1999999999"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value) if -MAX_ID <= value <= MAX_ID else None
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _user_id(value: Any) -> int | None:
+    """``sub`` as issued: a string of ASCII digits, or an int."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
+        return value
+    return None
+
+
+def parse_claims(payload: Any, now: float) -> TokenClaims | None:
+    """Type-check a verified JWT payload; None when any claim is missing, of the wrong
+    type, unknown (``scopes``), or says the token is not (or no longer) valid."""
+    if not isinstance(payload, dict):
+        return None
+    exp = _number(payload.get("exp"))
+    iat = _number(payload.get("iat"))
+    if exp is None or iat is None or now >= exp or iat > now + CLOCK_SKEW_SECONDS:
+        return None
+    if "nbf" in payload:
+        nbf = _number(payload["nbf"])
+        if nbf is None or nbf > now + CLOCK_SKEW_SECONDS:
+            return None
+    iss = payload.get("iss")
+    if not isinstance(iss, str) or iss != JWT_ISSUER or "aud" in payload:
+        return None
+    user_id = _user_id(payload.get("sub"))
+    scopes = payload.get("scopes")
+    if (
+        user_id is None
+        or not isinstance(scopes, list)
+        or len(scopes) > 2 * len(SCOPES)
+        or not all(isinstance(s, str) and s in SCOPES for s in scopes)
+    ):
+        return None
+    kid = payload.get("kid")
+    if "kid" in payload and (
+        not isinstance(kid, int) or isinstance(kid, bool) or not 0 < kid <= MAX_ID
+    ):
+        return None
+    return TokenClaims(user_id, frozenset(scopes), exp, kid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +176,26 @@ class AuthService:
         self._db = db
         self._secret = jwt_secret
         self._ttl = timedelta(minutes=token_ttl_minutes)
+        self._jws = PyJWS()
 
     # ---- API keys -------------------------------------------------------
     async def create_key(
         self, user_id: int, scopes: tuple[str, ...] = DEFAULT_SCOPES
     ) -> tuple[str, KeyInfo]:
-        """Create a key; the plaintext is returned once and never stored."""
+        """Create a key; the plaintext is returned once and never stored. The ``admin``
+        scope is refused (PermissionDenied) unless the user is an admin."""
         scopes = parse_scopes(list(scopes))
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self._db.transaction() as session:
-            if await users_repo.get_user(user_id, session=session) is None:
+            user = await users_repo.get_user(user_id, session=session)
+            if user is None:
                 raise NotFound(f"no user with id {user_id}")
+            if "admin" in scopes and not user.is_admin:
+                raise PermissionDenied(
+                    f"the admin scope is only for admin users and {user.name!r} is not one; "
+                    "choose other scopes (read, feedback, publish), or give the key to an "
+                    "admin user (catalyst user create NAME --admin)"
+                )
             row = await users_repo.add_api_key(
                 ApiKey(
                     user_id=user_id,
@@ -117,10 +220,7 @@ class AuthService:
         now = utcnow()
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
             await self._touch(row.id, now)  # at most one write a minute per key
-        scopes = frozenset(row.scopes.split(","))
-        if user.is_admin:
-            scopes |= {"admin"}
-        return Principal(UserRef.of(user), scopes, row.id)
+        return Principal(UserRef.of(user), _scopes_for(row.scopes, user.is_admin), row.id)
 
     async def _touch(self, key_id: int | None, now: datetime) -> None:
         """Record when a key was last used; best effort, never fails an authentication."""
@@ -164,37 +264,89 @@ class AuthService:
         token = jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
         return token, int(self._ttl.total_seconds())
 
-    async def authenticate_token(self, token: str) -> Principal | None:
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[JWT_ALGORITHM],
-                issuer=JWT_ISSUER,
-                options={"require": ["exp", "iat", "sub"]},
-            )
-        except jwt.PyJWTError:
+    def verify_token(self, token: str, now: float | None = None) -> TokenClaims | None:
+        """The claims of ``token`` if it is correctly signed, unexpired and every claim
+        has the right type; None otherwise (never raises, whatever the token)."""
+        if len(token) > MAX_CREDENTIAL_CHARS or not token.isascii():
             return None
         try:
-            user_id = int(payload["sub"])
-        except (TypeError, ValueError):
+            payload = json.loads(self._jws.decode(token, self._secret, algorithms=[JWT_ALGORITHM]))
+        except Exception:  # malformed in any way (bad base64, JSON, signature...): invalid
+            return None
+        return parse_claims(payload, time.time() if now is None else now)
+
+    async def authenticate_token(self, token: str) -> Principal | None:
+        claims = self.verify_token(token)
+        if claims is None:
             return None
         async with self._db.session() as session:
-            user = await users_repo.get_user(user_id, session=session)
-            kid = payload.get("kid")
-            if isinstance(kid, int):
-                key = await session.get(ApiKey, kid)
-                if key is None or key.revoked_at is not None:
+            user = await users_repo.get_user(claims.user_id, session=session)
+            if user is None:
+                return None
+            if claims.key_id is not None:
+                key = await session.get(ApiKey, claims.key_id)
+                if key is None or key.revoked_at is not None or key.user_id != user.id:
                     return None
-        if user is None:
-            return None
-        scopes = frozenset(s for s in payload.get("scopes", []) if s in SCOPES)
-        return Principal(UserRef.of(user), scopes, kid if isinstance(kid, int) else None)
+        return Principal(
+            UserRef.of(user),
+            _scopes_for(tuple(claims.scopes), user.is_admin),
+            claims.key_id,
+            claims.expires_at,
+        )
+
+    async def still_valid(self, principals: Sequence[Principal]) -> list[bool]:
+        """Whether each principal's credential still stands: a JWT has not expired, its
+        API key exists, is not revoked and still belongs to its user, the user exists
+        (and is still an admin when the principal holds ``admin``). One query per
+        CHECK_CHUNK keys (a join with their users), plus one for JWTs without a key."""
+        keys: dict[int, tuple[int, bool, bool]] = {}  # key id -> (user id, revoked, admin)
+        users: dict[int, bool] = {}  # user id -> admin
+        key_ids = sorted({p.key_id for p in principals if p.key_id is not None})
+        keyless = sorted({p.user.id for p in principals if p.key_id is None})
+        async with self._db.session() as session:
+            for start in range(0, len(key_ids), CHECK_CHUNK):
+                chunk = key_ids[start : start + CHECK_CHUNK]
+                key_rows = await session.execute(
+                    select(
+                        col(ApiKey.id),
+                        col(ApiKey.user_id),
+                        col(ApiKey.revoked_at),
+                        col(User.is_admin),
+                    )
+                    .join(User, col(User.id) == col(ApiKey.user_id))
+                    .where(col(ApiKey.id).in_(chunk))
+                )
+                for key_id, user_id, revoked_at, is_admin in key_rows:
+                    if key_id is not None:
+                        keys[key_id] = (user_id, revoked_at is not None, bool(is_admin))
+            for start in range(0, len(keyless), CHECK_CHUNK):
+                chunk = keyless[start : start + CHECK_CHUNK]
+                user_rows = await session.execute(
+                    select(col(User.id), col(User.is_admin)).where(col(User.id).in_(chunk))
+                )
+                for uid, admin_flag in user_rows:
+                    if uid is not None:
+                        users[uid] = bool(admin_flag)
+        now = time.time()
+        out: list[bool] = []
+        for p in principals:
+            if p.expired(now):
+                out.append(False)
+                continue
+            if p.key_id is not None:
+                row = keys.get(p.key_id)
+                ok = row is not None and row[0] == p.user.id and not row[1]
+                admin = row is not None and row[2]
+            else:
+                ok = p.user.id in users
+                admin = users.get(p.user.id, False)
+            out.append(ok and (admin or "admin" not in p.scopes))
+        return out
 
     async def authenticate(self, credential: str) -> Principal | None:
         """An API key or a JWT, whichever ``credential`` is."""
         credential = (credential or "").strip()
-        if not credential:
+        if not credential or len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
             return None
         if credential.startswith(KEY_PREFIX):
             return await self.authenticate_key(credential)

@@ -18,6 +18,7 @@ from core.errors import InvalidInput
 from core.signals import (
     Signal,
     SignalType,
+    check_text,
     describe_validation_error,
     normalize_catalyst,
     normalize_ticker,
@@ -67,6 +68,10 @@ def _split(value: Any) -> list[str]:
     for item in items:
         if not isinstance(item, str):
             raise ValueError("items must be strings")
+        try:
+            check_text(item)
+        except ValueError as exc:
+            raise ValueError(f"{item[:64]!r} {exc}") from None
         item = item.strip()
         if item and item not in out:
             out.append(item)
@@ -119,7 +124,7 @@ class SignalFilter(BaseModel):
     def _signal_types(cls, value: Any) -> tuple[str, ...]:
         out = []
         for item in _split(value):
-            upper = item.upper()
+            upper = item.upper() if item.isascii() else item
             if upper not in SignalType.__members__:
                 raise ValueError(f"{item!r} is not a signal type; use BUY, SELL or WATCH")
             out.append(upper)

@@ -1,13 +1,27 @@
-"""Prometheus metrics, held in a registry owned by the hub (nothing global at import)."""
+"""Prometheus metrics, held in a registry owned by the hub (nothing global at import).
+
+Every label value comes from a bounded set, so no client input can grow the number
+of series: channels, states, roles and message types are fixed by the code, and
+``source`` (chosen by producers) keeps its own value for the first
+MAX_SOURCE_LABELS distinct sources seen by the process, then counts as ``other``.
+"""
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Distinct ``source`` label values kept per process; later ones count as OTHER_SOURCE.
+MAX_SOURCE_LABELS = 50
+OTHER_SOURCE = "other"
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._sources: set[str] = set()
+        self._sources_lock = threading.Lock()
         self.signals_published = Counter(
             "catalyst_signals_published_total",
             "Signals stored and routed",
@@ -51,6 +65,17 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+
+    def source_label(self, source: str) -> str:
+        """The ``source`` label for a published signal: itself while the set of
+        sources seen has room (or already holds it), else ``other``."""
+        with self._sources_lock:
+            if source in self._sources:
+                return source
+            if len(self._sources) < MAX_SOURCE_LABELS:
+                self._sources.add(source)
+                return source
+        return OTHER_SOURCE
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

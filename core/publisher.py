@@ -80,7 +80,8 @@ class Publisher:
             if self._feed is not None:
                 await self._feed.offer(stored)
         if self._metrics is not None:
-            self._metrics.signals_published.labels(source=stored.source).inc()
+            label = self._metrics.source_label(stored.source)
+            self._metrics.signals_published.labels(source=label).inc()
         if count and self._on_enqueued is not None:
             self._on_enqueued()
         log.info(

@@ -14,6 +14,7 @@ value into a :class:`~core.errors.ConfigError` whose message names the key.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +142,37 @@ class ApiSettings(_Section):
     max_message_bytes: int = Field(default=65536, ge=256)
     #: Messages queued for one WebSocket client before it is dropped as too slow.
     client_queue_size: int = Field(default=1000, ge=1)
+    # The edge (api/edge.py, api/edge_protocol.py): what an unauthenticated client may hold.
+    #: Largest request body, counted while it streams (chunked too); 413 past it.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    #: A request body must arrive whole within this many seconds, else 408.
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A connection must send a complete request head (or WebSocket handshake) within
+    #: this many seconds of opening or of its previous response, else it is closed.
+    header_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Open TCP connections per client address (REST and WebSocket together; an IPv6
+    #: client counts per /64). Keep it above limits.max_connections_per_ip.
+    max_open_connections_per_ip: int = Field(default=400, ge=1)
+    #: Failed authentications (REST 401, WebSocket 4001) per client address per minute;
+    #: past it the address gets 429 with Retry-After.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    #: Reverse proxies (addresses or CIDR networks, "*" for any) whose X-Forwarded-For
+    #: and X-Forwarded-Proto are believed. Empty: the TCP peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            item = item.strip()
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+            out.append(item)
+        return out
 
 
 class AuthSettings(_Section):
@@ -153,6 +185,19 @@ class LimitsSettings(_Section):
     max_connections_per_ip: int = Field(default=300, ge=1)
     max_messages_per_client_per_sec: int = Field(default=8, ge=1)
     rest_requests_per_minute: int = Field(default=600, ge=1)
+    #: WebSocket messages waiting to be handled for one connection (with the errors
+    #: answering the refused ones, in order); a client that fills it is closed (1008).
+    ws_inbox_size: int = Field(default=32, ge=1, le=10_000)
+    #: WebSocket ``resume`` requests per user per minute, all of its connections
+    #: together (the connect-time ``?after_seq=`` counts as one).
+    ws_resumes_per_minute: int = Field(default=6, ge=1)
+    #: How far back a ``resume`` may reach, in signals; older gaps are paged over REST.
+    ws_resume_max_signals: int = Field(default=10_000, ge=1)
+    #: How often open WebSockets' API keys and users are re-checked (revocation,
+    #: one batched query); a JWT's ``exp`` is enforced to the second regardless.
+    credential_check_seconds: float = Field(default=10.0, gt=0, le=30)
+    #: How long a credential check stays fresh for the check made before each message.
+    credential_cache_seconds: float = Field(default=2.0, ge=0, le=30)
 
 
 class TelegramSettings(_Section):

@@ -2,12 +2,19 @@
 
 ``Signal.parse`` validates a producer's mapping and turns every rejection into one
 :class:`~core.errors.InvalidInput` whose message names the field and the rule.
+
+What is accepted can always be stored and served back, on SQLite and PostgreSQL:
+no text holds NUL or a lone surrogate (PostgreSQL and UTF-8 cannot store them),
+every number is finite, tickers and catalysts are ASCII, ids match to the end of
+the string, and ``metadata`` is JSON (objects, arrays, strings, finite numbers,
+true/false/null) of at most METADATA_MAX_BYTES and METADATA_MAX_DEPTH levels.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,10 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import InvalidInput
 
-TICKER_RE = re.compile(r"^[A-Z][A-Z0-9._\-]{0,14}$")
-SIGNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-CATALYST_RE = re.compile(r"^[A-Z0-9][A-Z0-9&/_ .\-]{0,31}$")
+# Use these with ``fullmatch`` (``\Z``, not ``$``: a trailing newline is not the end).
+TICKER_RE = re.compile(r"[A-Z][A-Z0-9._\-]{0,14}\Z")
+SIGNAL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}\Z")
+CATALYST_RE = re.compile(r"[A-Z0-9][A-Z0-9&/_ .\-]{0,31}\Z")
 METADATA_MAX_BYTES = 4096
+#: Nesting levels of ``metadata``: the object itself is level 1, so
+#: ``{"a": {"b": [1]}}`` has 3. Deeper JSON is refused: it cannot be served back.
+METADATA_MAX_DEPTH = 16
 HEADLINE_MAX = 500
 URL_MAX = 2048
 
@@ -33,22 +44,46 @@ class SignalType(StrEnum):
     WATCH = "WATCH"
 
 
-def normalize_ticker(value: str) -> str:
-    """Upper-case and check a ticker symbol; raises ValueError with the rule."""
-    ticker = value.strip().upper().lstrip("$")
-    if not TICKER_RE.match(ticker):
+def check_text(value: str) -> str:
+    """Refuse text that PostgreSQL (NUL) or UTF-8 (lone surrogates) cannot store;
+    raises ValueError with the rule."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
         raise ValueError(
-            f"{value!r} is not a ticker: use 1-15 letters, digits, '.', '-' or '_', "
+            "must be valid Unicode text: lone surrogates (\\ud800-\\udfff) cannot be stored"
+        ) from None
+    return value
+
+
+def is_signal_id(value: str) -> bool:
+    """Whether ``value`` is a well-formed signal id (to the very end of the string)."""
+    return SIGNAL_ID_RE.fullmatch(value) is not None
+
+
+def normalize_ticker(value: str) -> str:
+    """Upper-case and check a ticker symbol; raises ValueError with the rule.
+
+    Only ASCII is upper-cased: Unicode rules would turn ``aß`` into ``ASS``."""
+    stripped = value.strip()
+    ticker = stripped.upper().lstrip("$") if stripped.isascii() else stripped
+    if not TICKER_RE.fullmatch(ticker):
+        raise ValueError(
+            f"{value!r} is not a ticker: use 1-15 ASCII letters, digits, '.', '-' or '_', "
             "starting with a letter (e.g. AAPL, BRK.B)"
         )
     return ticker
 
 
 def normalize_catalyst(value: str) -> str:
-    catalyst = " ".join(value.strip().upper().split())
-    if not CATALYST_RE.match(catalyst):
+    catalyst = " ".join(value.split())
+    if catalyst.isascii():
+        catalyst = catalyst.upper()
+    if not CATALYST_RE.fullmatch(catalyst):
         raise ValueError(
-            f"{value!r} is not a catalyst type: use up to 32 letters, digits, spaces or &/_.- "
+            f"{value!r} is not a catalyst type: use up to 32 ASCII letters, digits, spaces or &/_.- "
             "(e.g. FDA, M&A, EARNINGS)"
         )
     return catalyst
@@ -62,7 +97,7 @@ class Signal(BaseModel):
     signal_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     ticker: str
     signal_type: SignalType = SignalType.WATCH
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     catalyst_type: str = "NEWS"
     source: str = Field(default="unknown", min_length=1, max_length=64)
     price: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
@@ -77,7 +112,7 @@ class Signal(BaseModel):
     @field_validator("signal_id")
     @classmethod
     def _check_signal_id(cls, value: str) -> str:
-        if not SIGNAL_ID_RE.match(value):
+        if not is_signal_id(value):
             raise ValueError(
                 "must be 1-128 characters of letters, digits and ._:- starting with a "
                 "letter or digit"
@@ -115,6 +150,11 @@ class Signal(BaseModel):
             return " ".join(value.split()) or None
         return value
 
+    @field_validator("source", "sector", "headline", "url")
+    @classmethod
+    def _check_storable(cls, value: str | None) -> str | None:
+        return check_text(value) if value is not None else None
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -135,13 +175,7 @@ class Signal(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _check_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
-        except (TypeError, ValueError) as exc:  # pragma: no cover - defensive
-            raise ValueError("must be JSON-serialisable") from exc
-        if size > METADATA_MAX_BYTES:
-            raise ValueError(f"is {size} bytes; at most {METADATA_MAX_BYTES} bytes of JSON")
-        return value
+        return clean_metadata(value)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | Signal) -> Signal:
@@ -158,12 +192,81 @@ class Signal(BaseModel):
             raise InvalidInput(describe_validation_error(exc), field=_first_field(exc)) from None
 
     def to_public(self) -> dict[str, Any]:
-        """The JSON shape clients code against (REST and WebSocket ``data``)."""
-        data = self.model_dump(mode="json")
-        return data
+        """The JSON shape clients code against (REST and WebSocket ``data``).
+
+        A row stored before validation bounded ``metadata`` (say, nested 300 levels)
+        is served with a placeholder in its place rather than failing every read
+        and replay that crosses it."""
+        try:
+            return self.model_dump(mode="json")
+        except (ValueError, RecursionError):
+            placeholder = {"metadata_error": "stored metadata cannot be served (too deep)"}
+            return self.model_copy(update={"metadata": placeholder}).model_dump(mode="json")
 
     def with_seq(self, seq: int) -> Signal:
         return self.model_copy(update={"seq": seq})
+
+
+def clean_metadata(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that ``value`` is JSON that every backend can store and serve back, and
+    return it as plain dicts, lists and scalars (tuples become lists). Raises
+    ValueError naming the offending path and the rule."""
+    cleaned = _clean_json(value, "metadata", 1)
+    assert isinstance(cleaned, dict)
+    size = len(json.dumps(cleaned, separators=(",", ":")).encode())
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"is {size} bytes; at most {METADATA_MAX_BYTES} bytes of JSON")
+    return cleaned
+
+
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_\-]{1,32}\Z")
+
+
+def _key_path(path: str, key: str) -> str:
+    if _SIMPLE_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    # json.dumps escapes NUL, surrogates and everything non-ASCII: safe in a message.
+    return f"{path}[{json.dumps(key[:32])}]"
+
+
+def _clean_json(value: Any, path: str, depth: int) -> Any:
+    where = f" at {path}"
+    if isinstance(value, Mapping | list | tuple) and depth > METADATA_MAX_DEPTH:
+        raise ValueError(
+            f"is nested deeper than {METADATA_MAX_DEPTH} levels{where}; "
+            f"at most {METADATA_MAX_DEPTH} levels of objects and arrays"
+        )
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"keys must be strings{where}")
+            inner = _key_path(path, key)
+            try:
+                check_text(key)
+            except ValueError as exc:
+                raise ValueError(f"key {inner} {exc}") from None
+            out[key] = _clean_json(item, inner, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [_clean_json(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"numbers must be finite{where}: NaN and Infinity are not JSON")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return check_text(str(value))
+        except ValueError as exc:
+            raise ValueError(f"text{where} {exc}") from None
+    raise ValueError(
+        f"{type(value).__name__}{where} is not JSON: use objects, arrays, strings, "
+        "finite numbers, true, false or null"
+    )
 
 
 def _first_field(exc: ValidationError) -> str | None:

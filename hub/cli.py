@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         "--roles",
         help="comma-separated subset of api,dispatcher,bots,scheduler (default: all)",
     )
+    run.add_argument("--host", help="address the API listens on (default: api.host)")
+    run.add_argument(
+        "--port", type=int, help="port the API listens on, e.g. $PORT (default: api.port)"
+    )
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -72,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument(
         "--scope",
         default=",".join(DEFAULT_SCOPES),
-        help="comma-separated scopes from read,feedback,publish,admin (default: read,feedback)",
+        help=(
+            "comma-separated scopes from read,feedback,publish,admin (default: read,feedback); "
+            "a key can do exactly what its scopes say, and admin is for admin users only"
+        ),
     )
     kl = key_sub.add_parser("list", help="list a user's API keys")
     kl.add_argument("user", help="user name")
@@ -201,6 +208,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             roles = parse_roles(args.roles)
         except ValueError as exc:
             raise CliError(str(exc)) from None
+        settings = _with_listen_address(settings, args.host, args.port)
         configure_logging(settings)
         try:
             asyncio.run(Hub(settings, roles).run_until_signalled())
@@ -241,6 +249,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "source":
         return asyncio.run(_with_context(settings, _source_run_once))
     raise CliError(f"unknown command {cmd}")  # pragma: no cover - argparse prevents it
+
+
+def _with_listen_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """``settings`` with ``catalyst run --host/--port`` applied to ``[api]``."""
+    update: dict[str, Any] = {}
+    if host is not None:
+        if not host.strip():
+            raise CliError("--host: give an address, e.g. 0.0.0.0")
+        update["host"] = host.strip()
+    if port is not None:
+        if not 0 <= port <= 65535:
+            raise CliError(f"--port: {port} is not a port (0-65535)")
+        update["port"] = port
+    if not update:
+        return settings
+    return settings.model_copy(update={"api": settings.api.model_copy(update=update)})
 
 
 async def _key(ctx: HubContext, args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ RELEASE = ROLES.get("release", ["catalyst", "db", "upgrade"])
 
 def test_procfile_has_the_roles_the_artefacts_run() -> None:
     assert {"web", "worker", "scheduler"} <= set(ROLES)
-    assert ROLES["web"][:3] == ["uvicorn", "--factory", "hub.web:create_app"]
+    assert ROLES["web"][:4] == ["catalyst", "run", "--roles", "api"]
     assert RELEASE == ["catalyst", "db", "upgrade"]
 
 
@@ -432,7 +432,7 @@ def _units_with_real_binaries(tmp_path: Path) -> Path:
 
 
 def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
-    for binary in {"uvicorn", "catalyst"}:
+    for binary in {"catalyst"}:
         assert (SCRIPTS / binary).exists(), f"{binary} is not installed in {SCRIPTS}"
     code, ours = _verify(_units_with_real_binaries(tmp_path))
     assert ours == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from core.errors import InvalidInput, NotFound
+from core.signals import check_text
 from storage.database import Database
 from storage.models import LinkCode, User, utcnow
 from storage.repositories import users as repo
@@ -21,7 +22,10 @@ from storage.repositories import users as repo
 LINK_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 LINK_CODE_LENGTH = 8
 LINK_TTL = timedelta(minutes=15)
-USER_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@\-]{1,64}$")
+USER_NAME_RE = re.compile(r"[A-Za-z0-9_.:@\-]{1,64}\Z")
+#: What a redeemed code may look like (issued codes use LINK_ALPHABET); checked
+#: before the lookup so NUL or a lone surrogate never reaches the database.
+LINK_CODE_RE = re.compile(r"[A-Z0-9]{1,32}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,7 @@ class AccountService:
 
     async def create_user(self, name: str, *, is_admin: bool = False) -> UserRef:
         name = name.strip()
-        if not USER_NAME_RE.match(name):
+        if not USER_NAME_RE.fullmatch(name):
             raise InvalidInput("user name must be 1-64 letters, digits or _.:@-", field="name")
         async with self._db.transaction() as session:
             if await repo.get_user_by_name(name, session=session) is not None:
@@ -55,6 +59,10 @@ class AccountService:
             return UserRef.of(user) if user is not None else None
 
     async def find_user(self, name_or_id: str) -> UserRef:
+        try:
+            check_text(name_or_id)
+        except ValueError:
+            raise NotFound(f"no user named {name_or_id[:64]!r}") from None
         async with self._db.session() as session:
             user = await repo.get_user_by_name(name_or_id, session=session)
             if user is None and name_or_id.isdigit():
@@ -103,8 +111,10 @@ class AccountService:
 
     async def redeem_link_code(self, code: str, user_id: int) -> UserRef:
         """Merge the code's issuer and ``user_id`` into one user (the older survives)."""
-        normalized = (code or "").strip().upper()
-        if not normalized or len(normalized) > 32:
+        normalized = (code or "").strip()
+        if normalized.isascii():  # Unicode upper-casing would turn "ß" into "SS"
+            normalized = normalized.upper()
+        if not LINK_CODE_RE.fullmatch(normalized):
             raise InvalidInput("a link code is 8 letters and digits, e.g. K7PQ2M9X", field="code")
         async with self._db.transaction() as session:
             row = await repo.take_link_code(normalized, utcnow(), session=session)

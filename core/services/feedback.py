@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.errors import InvalidInput, NotFound
+from core.signals import is_signal_id
 from storage.database import Database
 from storage.models import Outcome, TradeOutcome, utcnow
 from storage.repositories import outcomes as repo
@@ -138,6 +139,14 @@ class FeedbackService:
         if ret is not None and outcome == Outcome.SKIPPED.value:
             raise InvalidInput("a skipped signal has no return_pct", field="return_pct")
         signal_id = (signal_id or "").strip()
+        if not is_signal_id(signal_id):
+            # Checked before the lookup: NUL or a lone surrogate would reach the
+            # database driver otherwise (PostgreSQL refuses them with an error).
+            raise InvalidInput(
+                f"signal_id {signal_id[:128]!r} is not a signal id: 1-128 letters, digits "
+                "and ._:- starting with a letter or digit",
+                field="signal_id",
+            )
         async with self._db.transaction() as session:
             row = await signals_repo.get_signal_row(signal_id, session=session)
             if row is None or row.seq is None:

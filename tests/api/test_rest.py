@@ -163,13 +163,16 @@ async def test_ingest_needs_publish_scope_and_is_idempotent(hub: Hub) -> None:
 
     first = await hub.http.post("/api/v1/signals", json=body, headers=auth(producer_key))
     assert first.status_code == 201
-    stored = first.json()
+    # A publish-only key gets a receipt, never stored content.
+    receipt = first.json()
+    assert set(receipt) == {"signal_id", "seq", "created"} and receipt["created"]
+    stored = (await hub.http.get("/api/v1/signals/ing-1", headers=auth(reader_key))).json()
     assert stored["ticker"] == "ABCD" and stored["signal_type"] == "BUY"
-    assert isinstance(stored["seq"], int)
+    assert isinstance(stored["seq"], int) and stored["seq"] == receipt["seq"]
 
     again = await hub.http.post("/api/v1/signals", json=body, headers=auth(producer_key))
     assert again.status_code == 200
-    assert again.json() == stored
+    assert again.json() == {**receipt, "created": False}
     listed = await hub.http.get("/api/v1/signals", headers=auth(reader_key))
     assert [s["signal_id"] for s in listed.json()] == ["ing-1"]
 
@@ -395,7 +398,7 @@ async def test_link_code_from_chat(hub: Hub) -> None:
 
 async def test_admin_endpoints_need_admin(hub: Hub) -> None:
     _user, key = await hub.user("alice")
-    _admin, admin_key = await hub.user("root", ("read", "admin"))
+    _admin, admin_key = await hub.user("root", ("read", "admin"), is_admin=True)
     await hub.publish(signal_id="s1", catalyst_type="FDA", confidence=0.85)
     await hub.http.post(
         "/api/v1/feedback", json={"signal_id": "s1", "outcome": "win"}, headers=auth(key)

@@ -7,10 +7,7 @@ every scope, so authenticated paths are exercised past the auth check.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,72 +17,23 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from api import ApiServer, create_app
-from tests.conftest import _context, settings_for
+from core.context import HubContext
+from tests.conftest import settings_for
+from tests.threaded_hub import ThreadedHub
 
 
-class ThreadedHub:
-    """A hub and its API server on a private loop in a daemon thread."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.key = ""
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="schemathesis-hub", daemon=True)
-
-    def __enter__(self) -> ThreadedHub:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the API did not start")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
-
-    async def _main(self) -> None:
-        try:
-            ctx = await _context(
-                settings_for(self.folder, limits={"rest_requests_per_minute": 1_000_000})
-            )
-            user = await ctx.services.accounts.create_user("fuzzer")
-            self.key, _ = await ctx.auth.create_key(
-                user.id, ("read", "feedback", "publish", "admin")
-            )
-            await ctx.publisher.publish(
-                {"signal_id": "known-1", "ticker": "ABCD", "confidence": 0.9}
-            )
-            server = ApiServer(create_app(ctx), "127.0.0.1", 0)
-            await server.start()
-            self.port = server.port
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await server.stop()
-            await ctx.dispatcher.stop()
-            await ctx.db.dispose()
+async def _prepare(ctx: HubContext) -> str:
+    user = await ctx.services.accounts.create_user("fuzzer", is_admin=True)
+    key, _ = await ctx.auth.create_key(user.id, ("read", "feedback", "publish", "admin"))
+    await ctx.publisher.publish({"signal_id": "known-1", "ticker": "ABCD", "confidence": 0.9})
+    return key
 
 
 @pytest.fixture(scope="module")
 def threaded_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedHub]:
-    with ThreadedHub(tmp_path_factory.mktemp("schemathesis")) as hub:
+    folder = tmp_path_factory.mktemp("schemathesis")
+    hub_settings = settings_for(folder, limits={"rest_requests_per_minute": 1_000_000})
+    with ThreadedHub(hub_settings, _prepare, "schemathesis-hub") as hub:
         yield hub
 
 
