@@ -35,21 +35,28 @@ class CliError(Exception):
     pass
 
 
+CONFIG_HELP = (
+    "TOML settings file (default: $CATALYST_CONFIG, else ./config.toml if present; "
+    "CATALYST_* environment variables override it)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
+    # ``--config`` is accepted before the command and after it (on every command):
+    # SUPPRESS keeps a command's missing --config from hiding the one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     p = argparse.ArgumentParser(
         prog="catalyst",
         description="Catalyst Signal Hub: publish trading signals and deliver them to "
         "Discord, Telegram, WebSocket and REST subscribers.",
     )
-    p.add_argument(
-        "--config",
-        metavar="PATH",
-        help="TOML settings file (default: $CATALYST_CONFIG, else ./config.toml if "
-        "present; CATALYST_* environment variables override it)",
-    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run everything that is enabled, in one process")
+    run = sub.add_parser(
+        "run", help="run everything that is enabled, in one process", parents=[common]
+    )
     run.add_argument(
         "--roles",
         help="comma-separated subset of api,dispatcher,bots,scheduler (default: all)",
@@ -61,17 +68,20 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    db_sub.add_parser("upgrade", help="apply all migrations")
+    db_sub.add_parser("upgrade", help="apply all migrations", parents=[common])
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    uc = user_sub.add_parser("create", help="create a user")
+    uc = user_sub.add_parser("create", help="create a user", parents=[common])
     uc.add_argument("name", help="1-64 letters, digits or _.:@-")
     uc.add_argument("--admin", action="store_true", help="give the user admin rights")
+    user_sub.add_parser(
+        "list", help="list users with their active keys and linked accounts", parents=[common]
+    )
 
     key = sub.add_parser("key", help="manage API keys")
     key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
-    kc = key_sub.add_parser("create", help="create an API key (printed once)")
+    kc = key_sub.add_parser("create", help="create an API key (printed once)", parents=[common])
     kc.add_argument("user", help="user name")
     kc.add_argument(
         "--scope",
@@ -81,13 +91,19 @@ def _parser() -> argparse.ArgumentParser:
             "a key can do exactly what its scopes say, and admin is for admin users only"
         ),
     )
-    kl = key_sub.add_parser("list", help="list a user's API keys")
+    kl = key_sub.add_parser("list", help="list a user's API keys", parents=[common])
     kl.add_argument("user", help="user name")
-    kr = key_sub.add_parser("revoke", help="revoke an API key by id")
+    kr = key_sub.add_parser("revoke", help="revoke an API key by id", parents=[common])
     kr.add_argument("key_id", type=int, help="the id shown by 'key list'")
 
-    pub = sub.add_parser("publish", help="publish a signal from flags or a JSON file")
-    pub.add_argument("--file", metavar="PATH", help="a JSON object, a JSON array, or JSON lines")
+    pub = sub.add_parser(
+        "publish", help="publish a signal from flags or a JSON file", parents=[common]
+    )
+    pub.add_argument(
+        "--file",
+        metavar="PATH",
+        help="a JSON object, a JSON array, or JSON lines; - reads standard input",
+    )
     pub.add_argument("--signal-id", help="producer id; publishing the same id twice is a no-op")
     pub.add_argument("--ticker", help="ticker symbol, e.g. AAPL")
     pub.add_argument("--type", dest="signal_type", help="BUY, SELL or WATCH (default WATCH)")
@@ -103,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     src = sub.add_parser("source", help="the Catalyst job's source")
     src_sub = src.add_subparsers(dest="source_command", metavar="ACTION", required=True)
     src_sub.add_parser(
-        "run-once", help="run the configured source once and print what it would publish"
+        "run-once",
+        help="run the configured source once and print what it would publish",
+        parents=[common],
     )
     return p
 
@@ -125,10 +143,15 @@ def _print(data: Any) -> None:
 
 
 def _read_signals_file(path: str) -> list[Any]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path == "-":
+        path, text = "standard input", sys.stdin.read()
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise CliError(f"{path} is not UTF-8 text") from None
     stripped = text.strip()
     if not stripped:
         raise CliError(f"{path} is empty")
@@ -147,28 +170,51 @@ def _read_signals_file(path: str) -> list[Any]:
         return items
 
 
+SIGNAL_FLAGS = (
+    "signal_id",
+    "ticker",
+    "signal_type",
+    "confidence",
+    "catalyst_type",
+    "source",
+    "price",
+    "rvol",
+    "sector",
+    "headline",
+    "url",
+)
+
+
+def _flag_name(field: str) -> str:
+    return {"signal_type": "--type", "catalyst_type": "--catalyst"}.get(
+        field, "--" + field.replace("_", "-")
+    )
+
+
+def _publish_items(args: argparse.Namespace) -> list[Any]:
+    if args.file is None:
+        return [_signal_from_flags(args)]
+    given = [_flag_name(f) for f in SIGNAL_FLAGS if getattr(args, f) is not None]
+    if given:
+        raise CliError(
+            f"--file cannot be combined with {', '.join(given)}: put those fields in the file"
+        )
+    return _read_signals_file(args.file)
+
+
 def _signal_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     if args.ticker is None or args.confidence is None:
         raise CliError("give --ticker and --confidence (or --file PATH)")
-    fields = (
-        "signal_id",
-        "ticker",
-        "signal_type",
-        "confidence",
-        "catalyst_type",
-        "source",
-        "price",
-        "rvol",
-        "sector",
-        "headline",
-        "url",
-    )
+    fields = SIGNAL_FLAGS
     data = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     data.setdefault("source", "cli")
     return data
 
 
 async def _publish(ctx: HubContext, items: list[Any]) -> int:
+    if not items:
+        print("published nothing: the file holds no signals ([])")
+        return 0
     failures = 0
     for index, item in enumerate(items):
         try:
@@ -186,8 +232,14 @@ async def _publish(ctx: HubContext, items: list[Any]) -> int:
 
 
 async def _source_run_once(ctx: HubContext) -> int:
-    source = load_source(ctx.settings.scheduler, ctx.db)
-    items = await collect(source)
+    scheduler = ctx.settings.scheduler
+    source = load_source(scheduler, ctx.db)
+    try:
+        items = await collect(source)
+    except Exception as exc:  # the user's own source code failed: say how, briefly
+        raise CliError(
+            f"the source {scheduler.source!r} failed: {type(exc).__name__}: {exc}"[:500]
+        ) from None
     bad = 0
     for index, item in enumerate(items):
         try:
@@ -240,13 +292,33 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"created user {user.name} (id {user.id}{', admin' if user.is_admin else ''})")
             return 0
 
-        return asyncio.run(_with_context(settings, create_user))
+        async def list_users(ctx: HubContext) -> int:
+            users = await ctx.services.accounts.list_users()
+            if not users:
+                print("no users yet: catalyst user create NAME [--admin]")
+                return 0
+            print("id\tname\tadmin\tactive keys\tlinked accounts")
+            for user, keys, accounts in users:
+                print(
+                    f"{user.id}\t{user.name}\t{'yes' if user.is_admin else 'no'}\t{keys}\t{accounts}"
+                )
+            return 0
+
+        return asyncio.run(
+            _with_context(settings, create_user if args.user_command == "create" else list_users)
+        )
     if cmd == "key":
         return asyncio.run(_with_context(settings, lambda ctx: _key(ctx, args)))
     if cmd == "publish":
-        items = _read_signals_file(args.file) if args.file else [_signal_from_flags(args)]
+        items = _publish_items(args)
         return asyncio.run(_with_context(settings, lambda ctx: _publish(ctx, items)))
     if cmd == "source":
+        jsonl = settings.scheduler.jsonl.path
+        if settings.scheduler.source == "jsonl" and not Path(jsonl).is_file():
+            raise CliError(
+                f"scheduler.jsonl.path: {jsonl} does not exist (or is not a file); "
+                "the scheduler would wait for it to appear"
+            )
         return asyncio.run(_with_context(settings, _source_run_once))
     raise CliError(f"unknown command {cmd}")  # pragma: no cover - argparse prevents it
 
@@ -278,7 +350,12 @@ async def _key(ctx: HubContext, args: argparse.Namespace) -> int:
         return 0
     if args.key_command == "list":
         user = await ctx.services.accounts.find_user(args.user)
-        for k in await ctx.auth.list_keys(user.id):
+        keys = await ctx.auth.list_keys(user.id)
+        if not keys:
+            print(f"{user.name} has no API keys: catalyst key create {user.name}")
+            return 0
+        print("id\tprefix\tscopes\tstate\tcreated")
+        for k in keys:
             state = "revoked" if k.revoked else "active"
             print(f"{k.id}\t{k.prefix}…\t{','.join(k.scopes)}\t{state}\t{k.created_at:%Y-%m-%d}")
         return 0

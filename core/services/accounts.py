@@ -58,6 +58,12 @@ class AccountService:
             user = await repo.get_user(user_id, session=session)
             return UserRef.of(user) if user is not None else None
 
+    async def list_users(self) -> list[tuple[UserRef, int, int]]:
+        """Every user, with its active API keys and platform accounts counted."""
+        async with self._db.session() as session:
+            rows = await repo.list_users(session=session)
+        return [(UserRef.of(user), keys, accounts) for user, keys, accounts in rows]
+
     async def find_user(self, name_or_id: str) -> UserRef:
         try:
             check_text(name_or_id)

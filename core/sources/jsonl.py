@@ -1,7 +1,8 @@
 """Tail a JSONL file such as Catalyst-Bot's ``data/accepted_items.jsonl``.
 
 Each line is ``{"ts", "ticker", "title", "source", "link", "price",
-"cls": {"score", "sentiment", "keywords"}}``. Only complete lines are read (a
+"cls": {"score", "confidence", "sentiment", "keywords"}}`` (older lines lack
+``confidence``; the oldest lack ``source`` and ``title`` too). Only complete lines are read (a
 partial last line waits for its newline). The byte offset is stored in the
 database after the items are published, so a restart resumes where it left off;
 a truncated or replaced file (smaller than the offset, or a new inode) is read
@@ -15,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +26,63 @@ from storage.models import SourceCursor, utcnow
 
 log = logging.getLogger(__name__)
 
+#: Catalyst by keyword, first match wins. Needles match whole words (and the
+#: inflections listed), never inside another word: "treatment" is not "atm",
+#: "second quarter" is not "sec", "steps" is not "eps".
 _KEYWORD_CATALYSTS = (
-    (("fda", "approval", "pdufa"), "FDA"),
-    (("merger", "acquisition", "acquire", "buyout", "takeover", "m&a"), "M&A"),
-    (("earnings", "revenue", "eps", "guidance"), "EARNINGS"),
-    (("offering", "dilution", "warrant", "atm"), "OFFERING"),
-    (("trial", "phase", "clinical"), "CLINICAL_TRIAL"),
-    (("contract", "award"), "CONTRACT"),
-    (("partnership", "partner", "collaboration"), "PARTNERSHIP"),
-    (("buyback", "repurchase"), "BUYBACK"),
-    (("8-k", "10-q", "10-k", "sec", "filing"), "SEC_FILING"),
+    (r"fda|approval|approved|approves|pdufa", "FDA"),
+    (
+        r"mergers?|acquisitions?|acquir(?:e|es|ed|ing)|buyouts?|takeovers?|m&a",
+        "M&A",
+    ),
+    (r"earnings|revenues?|eps|guidance", "EARNINGS"),
+    (r"offerings?|dilution|dilutive|warrants?|atm", "OFFERING"),
+    (r"trials?|phase(?: [1-4i]+)?|clinical", "CLINICAL_TRIAL"),
+    (r"contracts?|awards?|awarded", "CONTRACT"),
+    (r"partnerships?|partner(?:s|ed|ing)?|collaborations?", "PARTNERSHIP"),
+    (r"buybacks?|repurchases?", "BUYBACK"),
+    (r"8-k|10-q|10-k|sec|filings?", "SEC_FILING"),
+)
+_WORD_PATTERNS = tuple(
+    (re.compile(rf"(?<![a-z0-9])(?:{needles})(?![a-z0-9])"), catalyst)
+    for needles, catalyst in _KEYWORD_CATALYSTS
 )
 
 
 def catalyst_from_keywords(keywords: list[str]) -> str:
     lowered = [k.lower() for k in keywords if isinstance(k, str)]
-    for needles, catalyst in _KEYWORD_CATALYSTS:
-        if any(n in k for k in lowered for n in needles):
+    for pattern, catalyst in _WORD_PATTERNS:
+        if any(pattern.search(k) for k in lowered):
             return catalyst
     return "NEWS"
+
+
+def _confidence(item: dict[str, Any], cls: dict[str, Any]) -> Any:
+    """``cls.confidence`` (newer Catalyst-Bot output, 0..1) when present, else the
+    unbounded ``cls.score`` clamped to 0..1. Not a number: passed on for validation
+    to name the problem."""
+    for value in (cls.get("confidence"), item.get("confidence")):
+        if value is not None:
+            break
+    else:
+        value = cls.get("score", 0.0)
+    if isinstance(value, bool):
+        return value
+    try:
+        return min(1.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return value
 
 
 def map_item(item: dict[str, Any]) -> dict[str, Any]:
     """Catalyst-Bot's accepted item -> a signal mapping (validated later by the publisher)."""
     raw_cls = item.get("cls")
     cls: dict[str, Any] = raw_cls if isinstance(raw_cls, dict) else {}
-    score = cls.get("score", 0.0)
     sentiment = cls.get("sentiment", 0.0)
     keywords = cls.get("keywords") or []
     if not isinstance(keywords, list):
         keywords = [str(keywords)]
-    try:
-        confidence = min(1.0, max(0.0, float(score)))
-    except (TypeError, ValueError):
-        confidence = score  # let validation name the problem
+    confidence = _confidence(item, cls)
     try:
         sent = float(sentiment)
         signal_type = "BUY" if sent > 0.05 else "SELL" if sent < -0.05 else "WATCH"

@@ -9,6 +9,8 @@ may also have an async ``commit()`` method, awaited after its items are publishe
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,11 +22,26 @@ SourceResult = Iterable[Mapping[str, Any]] | Awaitable[Iterable[Mapping[str, Any
 Source = Callable[[], SourceResult]
 
 
+def _import(module_name: str) -> Any:
+    """Import ``module_name``, also from the current folder (where a user keeps their
+    ``my_source.py``), which the ``catalyst`` script's ``sys.path`` lacks. The folder
+    goes last, so it never shadows an installed package."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        cwd = os.getcwd()
+        if exc.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
 def import_callable(path: str) -> Callable[..., Any]:
     module_name, _, attr = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        module = _import(module_name)
+    except Exception as exc:  # ImportError, or the module itself failing to import
         raise ConfigError(
             f"scheduler.source: cannot import module {module_name!r} ({exc})"
         ) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -13,6 +13,18 @@ from storage.models import Account, ApiKey, LinkCode, Subscription, TradeOutcome
 
 async def get_user(user_id: int, *, session: AsyncSession) -> User | None:
     return await session.get(User, user_id)
+
+
+async def list_users(*, session: AsyncSession) -> list[tuple[User, int, int]]:
+    """Every user with its number of active API keys and of platform accounts."""
+    keys = (
+        select(func.count())
+        .where(col(ApiKey.user_id) == col(User.id), col(ApiKey.revoked_at).is_(None))
+        .scalar_subquery()
+    )
+    accounts = select(func.count()).where(col(Account.user_id) == col(User.id)).scalar_subquery()
+    rows = await session.execute(select(User, keys, accounts).order_by(col(User.id)))
+    return [(user, int(k), int(a)) for user, k, a in rows.all()]
 
 
 async def get_user_by_name(name: str, *, session: AsyncSession) -> User | None:

@@ -92,3 +92,54 @@ async def test_malformed_lines_are_skipped(any_ctx: HubContext, tmp_path: Path) 
 
 async def test_missing_file_yields_nothing(any_ctx: HubContext, tmp_path: Path) -> None:
     assert await JsonlSource(tmp_path / "none.jsonl", any_ctx.db)() == []
+
+
+def test_confidence_comes_from_cls_confidence_when_present() -> None:
+    """Newer Catalyst-Bot lines carry ``cls.confidence`` (0..1) beside the unbounded
+    ``score``; the old reader took only ``score`` and stored confidence 0."""
+    newer = item(1, cls={"score": 0.0, "confidence": 0.74, "sentiment": 0.2, "keywords": []})
+    assert map_item(newer)["confidence"] == 0.74
+    assert map_item(item(1, cls={"score": 3.5, "keywords": []}))["confidence"] == 1.0
+    assert map_item(item(1, cls={"score": -2, "keywords": []}))["confidence"] == 0.0
+    bad = item(1, cls={"confidence": "high", "keywords": []})
+    assert map_item(bad)["confidence"] == "high"  # left for validation to name
+
+
+def test_keywords_match_whole_words() -> None:
+    def catalyst(*keywords: str) -> str:
+        return str(
+            map_item(item(1, cls={"score": 0.5, "keywords": list(keywords)}))["catalyst_type"]
+        )
+
+    assert catalyst("treatment") == "NEWS"  # not "atm"
+    assert catalyst("second quarter") == "NEWS"  # not "sec"
+    assert catalyst("steps") == "NEWS"  # not "eps"
+    assert catalyst("atm offering") == "OFFERING"
+    assert catalyst("Acquires") == "M&A"
+    assert catalyst("8-K") == "SEC_FILING"
+    assert catalyst("EPS beat") == "EARNINGS"
+    assert catalyst("phase 2 trial") == "CLINICAL_TRIAL"
+
+
+async def test_a_real_mixture_of_lines(any_ctx: HubContext, tmp_path: Path) -> None:
+    """Real-shaped lines with and without tickers, the old shape without
+    ``id``/``source``/``title``, and duplicated lines: each valid line is published
+    once, a line without a ticker is rejected with a reason, nothing stops the run."""
+    newer = item(1, cls={"score": 7.0, "confidence": 0.66, "sentiment": 0.3, "keywords": ["fda"]})
+    no_ticker = item(2, ticker=None)
+    empty_ticker = item(3, ticker="")
+    old = {"ts": "2026-11-25T14:04:00Z", "ticker": "WXYZ", "link": "https://e.com/4", "price": 1.2}
+    old["cls"] = {"score": 0.4, "sentiment": -0.3, "keywords": ["treatment"]}
+    path = tmp_path / "accepted_items.jsonl"
+    write(path, newer, no_ticker, old, newer, empty_ticker, old, item(5))
+    report = await CatalystJob(JsonlSource(path, any_ctx.db), any_ctx.publisher).run_once()
+    assert report.published == 3
+    assert len(report.rejected) == 2 and all("ticker" in r for r in report.rejected)
+    stored = {s.ticker: s for s in await any_ctx.services.signals.recent(100)}
+    assert len(await any_ctx.services.signals.recent(100)) == 3
+    assert stored["WXYZ"].source == "catalyst-bot"
+    assert stored["WXYZ"].headline is None
+    assert stored["WXYZ"].catalyst_type == "NEWS"
+    assert stored["WXYZ"].signal_type == "SELL"
+    by_conf = sorted(s.confidence for s in await any_ctx.services.signals.recent(100))
+    assert 0.66 in by_conf and 0.4 in by_conf
