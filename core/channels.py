@@ -119,8 +119,9 @@ class ConsoleChannel(Channel):
         s = alert.signal
         price = f" @ ${s.price:g}" if s.price is not None else ""
         rvol = f" rvol {s.rvol:g}" if s.rvol is not None else ""
+        headline = f" | {s.headline}" if s.headline else ""
         self._log.info(
-            "ALERT -> %s | %s %s %s %.0f%%%s%s | %s [%s]",
+            "ALERT -> %s | %s %s %s %.0f%%%s%s%s [%s]",
             alert.destination,
             s.signal_type.value,
             s.ticker,
@@ -128,6 +129,6 @@ class ConsoleChannel(Channel):
             s.confidence * 100,
             price,
             rvol,
-            s.headline or "",
+            headline,
             s.signal_id,
         )

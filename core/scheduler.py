@@ -107,6 +107,11 @@ class CatalystScheduler:
     async def _run(self) -> None:
         try:
             await self._job.run_once()
+        except asyncio.CancelledError:
+            # The hub is stopping (the loop cancels what is left): not a job failure,
+            # and APScheduler would log it as one, with a traceback. A run cut short
+            # publishes nothing twice: the next run repeats what was not stored.
+            log.info("catalyst job run cancelled: the hub is stopping")
         except Exception:  # the next run must go on whatever happened
             log.exception("catalyst job failed")
 

@@ -118,3 +118,17 @@ def test_a_source_module_in_the_current_folder_imports_without_pythonpath(
     )
     assert result.returncode == 0, result.stderr
     assert '"ticker": "WXYZ"' in result.stdout
+
+
+def test_a_port_in_use_is_one_clear_line_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(tmp_path, "run", "--port", str(port))
+    assert result.returncode == 2
+    assert f"the API could not start on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "CancelledError" not in result.stderr + result.stdout

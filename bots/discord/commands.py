@@ -47,11 +47,10 @@ def help_text() -> str:
 
 
 def outcome_lines(stats: OutcomeStats) -> str:
-    avg = "n/a" if stats.avg_return is None else f"{stats.avg_return:+.2f}%"
     return (
         f"Trades: {stats.trades_executed} (W {stats.wins} / L {stats.losses} / "
         f"BE {stats.breakeven}), skipped {stats.skipped}\n"
-        f"Win rate: {stats.win_rate * 100:.1f}% · average return: {avg}"
+        f"Win rate: {stats.win_rate_text} · average return: {stats.avg_return_text}"
     )
 
 
@@ -146,7 +145,7 @@ def register_commands(
                 groups = await hub.services.feedback.by_catalyst()
                 lines = [
                     f"`{g.key}`: {g.stats.trades_executed} trades, "
-                    f"win rate {g.stats.win_rate * 100:.0f}%"
+                    f"win rate {g.stats.win_rate_text}"
                     for g in groups[:15]
                 ]
                 if lines:

@@ -25,6 +25,7 @@ SET_OPTIONS = (
     "catalyst_types",
     "sectors",
     "min_rvol",
+    "min_price",
     "max_price",
     "signal_types",
     "exclude_tickers",
@@ -42,9 +43,27 @@ def filter_text(flt: SignalFilter, where: str) -> str:
     return f"Filters on {where}:\n" + "\n".join(lines)
 
 
-def changes_from(options: dict[str, str | float | None]) -> dict[str, Any]:
-    """The given options as filter changes; a clear word (``-``, ``none``) clears a field."""
-    changes: dict[str, Any] = {}
+def _cleared(clear: str | None) -> dict[str, Any]:
+    """``clear``'s comma-separated field names as changes to None (numbers can only be
+    cleared this way: a number option cannot hold ``-``)."""
+    if clear is None or not clear.strip():
+        return {}
+    names = [n.strip().lower() for n in clear.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SET_OPTIONS]
+    if unknown:
+        raise InvalidInput(
+            f"clear: unknown field(s) {', '.join(unknown)[:200]}; "
+            f"choose from {', '.join(SET_OPTIONS)}"
+        )
+    return dict.fromkeys(names)
+
+
+def changes_from(
+    options: dict[str, str | float | None], clear: str | None = None
+) -> dict[str, Any]:
+    """The given options as filter changes; a clear word (``-``, ``none``) clears a
+    field, and so does naming it in ``clear``."""
+    changes: dict[str, Any] = _cleared(clear)
     for name, value in options.items():
         if value is None:
             continue
@@ -54,7 +73,10 @@ def changes_from(options: dict[str, str | float | None]) -> dict[str, Any]:
             changes[name] = value
     if not changes:
         allowed = "\n".join(f"• `{n}`: {FIELD_HELP[n]}" for n in SET_OPTIONS)
-        raise InvalidInput(f"Give at least one option to set (`-` clears one):\n{allowed}")
+        raise InvalidInput(
+            "Give at least one option to set (`-` clears a text one; `clear` names any "
+            f"to clear, e.g. min_price,max_price):\n{allowed}"
+        )
     return changes
 
 
@@ -81,9 +103,11 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
         catalyst_types="Only these catalysts (e.g. FDA,M&A); - clears",
         sectors="Only these sectors (e.g. Healthcare,Technology); - clears",
         min_rvol="Lowest relative volume (e.g. 1.5)",
+        min_price="Lowest price (e.g. 1)",
         max_price="Highest price (e.g. 20)",
         signal_types="Only these types: BUY, SELL, WATCH (e.g. BUY); - clears",
         exclude_tickers="Never these tickers (e.g. GME,AMC); - clears",
+        clear="Fields to clear, comma-separated (e.g. min_price,max_price)",
     )
     async def set_(
         interaction: discord.Interaction[Any],
@@ -93,9 +117,11 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
         catalyst_types: str | None = None,
         sectors: str | None = None,
         min_rvol: app_commands.Range[float, 0.0] | None = None,
+        min_price: app_commands.Range[float, 0.0] | None = None,
         max_price: app_commands.Range[float, 0.0] | None = None,
         signal_types: str | None = None,
         exclude_tickers: str | None = None,
+        clear: str | None = None,
     ) -> None:
         options: dict[str, str | float | None] = {
             "min_confidence": min_confidence,
@@ -103,6 +129,7 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
             "catalyst_types": catalyst_types,
             "sectors": sectors,
             "min_rvol": min_rvol,
+            "min_price": min_price,
             "max_price": max_price,
             "signal_types": signal_types,
             "exclude_tickers": exclude_tickers,
@@ -110,7 +137,7 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
 
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
-            changes = changes_from(options)
+            changes = changes_from(options, clear)
             flt = await subs.update_filter("discord", destination, changes)
             return "Saved. " + filter_text(flt, place(channel))
 

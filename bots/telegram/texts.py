@@ -85,8 +85,7 @@ def filter_text(flt: SignalFilter) -> str:
 
 def stats_text(stats: UserStats) -> str:
     o = stats.outcomes
-    avg = "n/a" if o.avg_return is None else f"{o.avg_return:+.2f}%"
-    win_rate = f"{o.win_rate * 100:.1f}%" if o.trades_executed else "n/a"
+    avg, win_rate = o.avg_return_text, o.win_rate_text
     return (
         "<b>Your stats</b>\n"
         f"Signals received: {stats.signals_received}\n"

@@ -38,6 +38,15 @@ class OutcomeStats:
     win_rate: float
     avg_return: float | None
 
+    # One display rule for every platform: no executed trade yet is "n/a", not 0 %.
+    @property
+    def win_rate_text(self) -> str:
+        return f"{self.win_rate * 100:.1f}%" if self.trades_executed else "n/a"
+
+    @property
+    def avg_return_text(self) -> str:
+        return "n/a" if self.avg_return is None else f"{self.avg_return:+.2f}%"
+
 
 @dataclass(frozen=True, slots=True)
 class UserStats:

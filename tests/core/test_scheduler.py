@@ -130,3 +130,13 @@ async def test_one_instance_at_a_time(ctx: HubContext) -> None:
     finally:
         sched.stop()
     assert running["max"] == 1
+
+
+def test_demo_signals_vary_so_they_never_look_like_resends() -> None:
+    source = DemoSource(batch=3, seed=7)
+    runs = [source() for _ in range(10)]
+    every = [s for run in runs for s in run]
+    shapes = {(s["ticker"], s["headline"], s["confidence"], s["signal_type"]) for s in every}
+    assert len(shapes) == len(every)  # no alert repeats under a new id
+    assert len({s["headline"] for s in every}) >= 15
+    assert all(len({s["ticker"] for s in run}) == 3 for run in runs)
