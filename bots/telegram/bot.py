@@ -31,7 +31,7 @@ class TelegramStartError(RuntimeError):
     """The bot could not start; the message names the cause and never the token."""
 
 
-ALLOWED_UPDATES = ["message", "channel_post", "callback_query"]
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
 #: Libraries whose log lines may carry the request URL, which holds the token.
 _URL_LOGGERS = (
     "httpx",

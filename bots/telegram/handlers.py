@@ -17,7 +17,14 @@ from typing import Any
 from telegram import Chat, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bots.telegram import texts
 from bots.telegram.buttons import FeedbackButtons
@@ -67,6 +74,9 @@ class TelegramHandlers:
             MessageHandler(filters.UpdateType.CHANNEL_POST & filters.COMMAND, self.channel_command)
         )
         application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.migrated))
+        application.add_handler(
+            ChatMemberHandler(self.membership_changed, ChatMemberHandler.MY_CHAT_MEMBER)
+        )
         application.add_handler(self._buttons.handler())
         application.add_error_handler(self.on_error)
 
@@ -261,6 +271,22 @@ class TelegramHandlers:
         )
 
     # ---- service messages ------------------------------------------------
+    async def membership_changed(self, update: Update, context: Context) -> None:
+        """The bot's own membership changed: a user blocked it, or a group or channel
+        removed it. Deactivate that chat's subscription now rather than at the next
+        failed send (and never resubscribe on its own when the bot is let back in)."""
+        change = update.my_chat_member
+        if change is None:
+            return
+        status = change.new_chat_member.status
+        if status not in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
+            return
+        chat = change.chat
+        private = chat.type == ChatType.PRIVATE
+        reason = "bot blocked by the user" if private else "bot removed from chat"
+        if await self._ctx.services.subscriptions.deactivate(PLATFORM, str(chat.id), reason):
+            log.info("telegram chat %s: %s; subscription deactivated", chat.id, reason)
+
     async def migrated(self, update: Update, context: Context) -> None:
         """A group became a supergroup: its subscription follows the new chat id."""
         message = update.effective_message

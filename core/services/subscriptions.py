@@ -115,6 +115,16 @@ class SubscriptionService:
             session.add(row)
             return True
 
+    async def deactivate(self, platform: str, destination: str, reason: str) -> bool:
+        """The destination is gone (the platform said so): deactivate its subscription
+        at once, so nothing more is sent there. False if it was not active."""
+        async with self._db.transaction() as session:
+            row = await repo.get_by_destination(platform, destination, session=session)
+            if row is None or not row.active or row.id is None:
+                return False
+            await repo.deactivate(row.id, reason, session=session)
+            return True
+
     async def get(self, platform: str, destination: str) -> SubscriptionInfo | None:
         async with self._db.session() as session:
             row = await repo.get_by_destination(platform, destination, session=session)
