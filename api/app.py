@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import routes_account, routes_admin, routes_signals, routes_system, routes_ws
+from api.docs import install_docs
 from api.edge import AuthFailures, EdgeMiddleware
 from api.errors import install_error_handlers
 from api.ratelimit import KeyedRateLimiter
@@ -57,7 +58,11 @@ def create_app(
         lifespan=lifespan,
         # A redirect would be built from the client's Host header: 404 instead.
         redirect_slashes=False,
+        # /docs is served without a CDN (api.docs); ReDoc needs one, so it is off.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.ctx = ctx
     app.state.ws_manager = manager
     app.state.rest_limiter = KeyedRateLimiter(ctx.settings.limits.rest_requests_per_minute, 60.0)
