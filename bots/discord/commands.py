@@ -144,8 +144,7 @@ def register_commands(
             if interaction.user.id in admins:
                 groups = await hub.services.feedback.by_catalyst()
                 lines = [
-                    f"`{g.key}`: {g.stats.trades_executed} trades, "
-                    f"win rate {g.stats.win_rate_text}"
+                    f"`{g.key}`: {g.stats.trades_executed} trades, win rate {g.stats.win_rate_text}"
                     for g in groups[:15]
                 ]
                 if lines:
@@ -165,9 +164,9 @@ def register_commands(
         async def work() -> str:
             if not 1 <= count <= RECENT_MAX:
                 return f"count must be between 1 and {RECENT_MAX}."
-            info = await subs.get("discord", destination_for(interaction, None, manage=False))
-            flt = info.filter if info is not None and info.active else None
-            signals = await hub.services.signals.recent(count, flt)
+            signals, flt = await hub.services.signals.recent_for_destination(
+                "discord", destination_for(interaction, None, manage=False), count
+            )
             if not signals:
                 return "No signals yet" + (" match your filters." if flt else ".")
             heading = "**Latest signals**" + (" matching your filters" if flt else "")

@@ -53,11 +53,10 @@ def signal_ref(signal: Signal) -> str:
 
 async def resolve_ref(hub: HubContext, ref: str) -> Signal:
     if ref.startswith("#"):
-        seq = int(ref[1:])
-        found = await hub.services.signals.query(limit=1, after_seq=seq - 1, ascending=True)
-        if not found or found[0].seq != seq:
+        signal = await hub.services.signals.by_seq(int(ref[1:]))
+        if signal is None:
             raise NotFound("that signal is no longer stored")
-        return found[0]
+        return signal
     return await hub.services.signals.get(ref)
 
 

@@ -32,8 +32,7 @@ class FeedbackButtons:
         return CallbackQueryHandler(self.on_press, pattern=r"^fb:")
 
     async def _signal(self, seq: int) -> Signal | None:
-        found = await self._ctx.services.signals.query(limit=1, after_seq=seq - 1, ascending=True)
-        return found[0] if found and found[0].seq == seq else None
+        return await self._ctx.services.signals.by_seq(seq)
 
     async def on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

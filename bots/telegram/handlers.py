@@ -30,7 +30,6 @@ from bots.telegram import texts
 from bots.telegram.buttons import FeedbackButtons
 from core.context import HubContext
 from core.errors import HubError
-from core.filters import SignalFilter
 from core.services import UserRef
 from core.settings import TelegramSettings
 
@@ -250,10 +249,10 @@ class TelegramHandlers:
             if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= RECENT_MAX:
                 return texts.RECENT_USAGE.format(max=RECENT_MAX)
             count = int(args[0])
-        info = await self._ctx.services.subscriptions.get(PLATFORM, self._destination(update))
-        flt = info.filter if info is not None and info.active else SignalFilter()
-        signals = await self._ctx.services.signals.recent(count, flt)
-        return texts.recent_text(signals, filtered=not flt.is_empty())
+        signals, flt = await self._ctx.services.signals.recent_for_destination(
+            PLATFORM, self._destination(update), count
+        )
+        return texts.recent_text(signals, filtered=flt is not None)
 
     async def link(self, update: Update, args: list[str]) -> str:
         chat = update.effective_chat

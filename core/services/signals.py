@@ -6,10 +6,12 @@ from datetime import datetime
 
 from core.errors import InvalidInput, NotFound
 from core.filters import SignalFilter
+from core.services.subscriptions import SubscriptionInfo
 from core.signals import Signal
 from storage.database import Database
 from storage.repositories import outcomes as outcomes_repo
 from storage.repositories import signals as repo
+from storage.repositories import subscriptions as subs_repo
 
 MAX_SCAN = 2000
 
@@ -75,6 +77,24 @@ class SignalService:
 
     async def recent(self, limit: int = 5, flt: SignalFilter | None = None) -> list[Signal]:
         return await self.query(limit=limit, flt=flt)
+
+    async def by_seq(self, seq: int) -> Signal | None:
+        """The signal with this ``seq``, or None (never stored, or no longer)."""
+        if not 0 < seq < 2**63:
+            return None
+        found = await self.query(limit=1, after_seq=seq - 1, ascending=True)
+        return found[0] if found and found[0].seq == seq else None
+
+    async def recent_for_destination(
+        self, platform: str, destination: str, limit: int = 5
+    ) -> tuple[list[Signal], SignalFilter | None]:
+        """The newest ``limit`` signals under the filter of the destination's active
+        subscription (every signal when it has none), and that filter (None: none)."""
+        async with self._db.session() as session:
+            row = await subs_repo.get_by_destination(platform, destination, session=session)
+        info = SubscriptionInfo.of(row) if row is not None and row.active else None
+        flt = info.filter if info is not None and not info.filter.is_empty() else None
+        return await self.query(limit=limit, flt=flt), flt
 
     async def recent_for_user(self, user_id: int, limit: int = 25) -> list[tuple[str, str]]:
         """(signal_id, ticker) of the newest signals delivered to the user, for autocomplete."""

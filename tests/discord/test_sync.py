@@ -55,10 +55,13 @@ async def test_global_sync_payload(bot: DiscordBot, fake: FakeDiscord) -> None:
         "catalyst_types",
         "sectors",
         "min_rvol",
+        "min_price",
         "max_price",
         "signal_types",
         "exclude_tickers",
+        "clear",
     }
+    assert set_opts["min_price"]["type"] == 10 and set_opts["clear"]["type"] == 3
     assert not any(o["required"] for o in set_opts.values())
     assert set_opts["min_confidence"]["type"] == 10
     assert (set_opts["min_confidence"]["min_value"], set_opts["min_confidence"]["max_value"]) == (

@@ -209,3 +209,27 @@ async def test_concurrent_first_subscribes_do_not_crash(any_ctx: HubContext) -> 
         *(any_ctx.services.subscriptions.stream(user.id) for _ in range(5))
     )
     assert len({r.id for r in results}) == 1
+
+
+async def test_signal_by_seq_and_recent_under_a_destinations_filter(any_ctx: HubContext) -> None:
+    """The two look-ups both bots use, written once in core."""
+    signals = any_ctx.services.signals
+    for i, ticker in enumerate(("AAPL", "TSLA", "AAPL")):
+        await any_ctx.publisher.publish({"signal_id": f"r{i}", "ticker": ticker, "confidence": 0.8})
+    second = await signals.get("r1")
+    assert second.seq is not None
+    assert (await signals.by_seq(second.seq)) == second
+    assert await signals.by_seq(second.seq + 100) is None
+    assert await signals.by_seq(0) is None and await signals.by_seq(2**63) is None
+
+    user = await any_ctx.services.accounts.create_user("recent-user")
+    subs = any_ctx.services.subscriptions
+    everything, flt = await signals.recent_for_destination("telegram", "555", 5)
+    assert flt is None and [s.signal_id for s in everything] == ["r2", "r1", "r0"]
+    await subs.subscribe("telegram", "555", user.id)
+    await subs.update_filter("telegram", "555", {"tickers": ["AAPL"]})
+    mine, flt = await signals.recent_for_destination("telegram", "555", 5)
+    assert flt is not None and [s.signal_id for s in mine] == ["r2", "r0"]
+    await subs.unsubscribe("telegram", "555")
+    _, flt = await signals.recent_for_destination("telegram", "555", 5)
+    assert flt is None  # an inactive subscription's filter no longer applies
