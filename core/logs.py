@@ -42,12 +42,18 @@ def secrets_of(settings: Settings) -> list[str]:
     ]
 
 
+class HubLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The hub's own stdout handler: :func:`configure_logging` replaces only this one."""
+
+
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    """Log to stdout with secrets redacted. Calling it again replaces the handler it
+    installed before; handlers someone else added to the root logger stay."""
+    handler = HubLogHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets_of(settings)))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, HubLogHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.logging.level)

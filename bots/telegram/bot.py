@@ -65,9 +65,29 @@ class TelegramBot:
         token = settings.token.get_secret_value()
         if not token:
             raise ConfigError("telegram.token: required to run the Telegram bot")
+        # On the URL loggers only while building (the Bot logs its URLs when created)
+        # and while the bot runs (initialize .. stop): nothing is left process-wide.
         self._redactor = TokenRedactor(token)
-        for name in _URL_LOGGERS:  # before building: the Bot logs its URL when created
-            logging.getLogger(name).addFilter(self._redactor)
+        self._redact(True)
+        try:
+            self.application = self._build(settings, token)
+        finally:
+            self._redact(False)
+        self.handlers = TelegramHandlers(ctx, settings)
+        self.handlers.install(self.application)
+        self.channel = TelegramChannel(self.application.bot)
+        self._started = False
+
+    def _redact(self, on: bool) -> None:
+        for name in _URL_LOGGERS:
+            logger = logging.getLogger(name)
+            if on:
+                logger.addFilter(self._redactor)
+            else:
+                logger.removeFilter(self._redactor)
+
+    @staticmethod
+    def _build(settings: TelegramSettings, token: str) -> Application[Any, Any, Any, Any, Any, Any]:
         builder = (
             ApplicationBuilder()
             .token(token)
@@ -77,11 +97,7 @@ class TelegramBot:
         )
         if settings.mode == "webhook":
             builder = builder.updater(None)
-        self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self.handlers = TelegramHandlers(ctx, settings)
-        self.handlers.install(self.application)
-        self.channel = TelegramChannel(self.application.bot)
-        self._started = False
+        return builder.build()
 
     @property
     def running(self) -> bool:
@@ -104,8 +120,7 @@ class TelegramBot:
 
     async def initialize(self) -> None:
         """``getMe``: the username lets CommandHandler skip ``/cmd@otherbot``."""
-        for name in _URL_LOGGERS:
-            logging.getLogger(name).addFilter(self._redactor)  # again after a stop()
+        self._redact(True)  # before the first request (getMe) logs its URL
         try:
             await self.application.initialize()
         except InvalidToken:
@@ -153,8 +168,7 @@ class TelegramBot:
             await self.stop_receiving()
             await self.application.shutdown()
         finally:
-            for name in _URL_LOGGERS:
-                logging.getLogger(name).removeFilter(self._redactor)
+            self._redact(False)
 
     def check_secret(self, secret_header: str | None) -> bool:
         expected = self.settings.secret_token.get_secret_value()
