@@ -35,7 +35,7 @@ from core.channels import (
     RetryLater,
 )
 from core.metrics import Metrics
-from core.ratelimit import ScopedLimiter
+from core.ratelimit import ScopedLimiter, UsesLimiter
 from core.settings import DispatcherSettings
 from storage.database import Database
 from storage.models import DeliveryStatus, SignalRow
@@ -85,7 +85,10 @@ class Dispatcher:
         if channel.platform in self._channels:
             raise ValueError(f"a channel for {channel.platform!r} is already registered")
         self._channels[channel.platform] = channel
-        self._limiters[channel.platform] = ScopedLimiter()
+        limiter = self._limiters[channel.platform] = ScopedLimiter()
+        if isinstance(channel, UsesLimiter):
+            # Its extra requests (a DM open before a post) draw from the same budget.
+            channel.attach_limiter(limiter)
 
     @property
     def platforms(self) -> list[str]:
@@ -259,7 +262,10 @@ class Dispatcher:
         return len(claimed)
 
     async def _release(
-        self, items: list[Claimed], until: datetime, reason: str = "waiting behind an earlier delivery"
+        self,
+        items: list[Claimed],
+        until: datetime,
+        reason: str = "waiting behind an earlier delivery",
     ) -> None:
         if not items:
             return
@@ -343,20 +349,29 @@ class Dispatcher:
             if wait > MAX_INLINE_WAIT or loop_now + wait > deadline:
                 return await self._reschedule(item, wait, "rate limited", count_attempt=False)
             async with sem:
-                await limiter.acquire(limits)
+                try:
+                    # Queued behind other sends (FIFO per scope): give up the wait,
+                    # not the claim, if the slot would come after the deadline.
+                    async with asyncio.timeout_at(deadline):
+                        permit = await limiter.acquire(limits)
+                except TimeoutError:
+                    return await self._reschedule(item, 0.0, "rate limited", count_attempt=False)
                 try:
                     # A send never outlives its claim: past the deadline (well inside
                     # the lease) another worker could retake and resend it.
                     async with asyncio.timeout_at(deadline):
-                        await channel.send(
-                            Alert(item.delivery_id, item.subscription_id, destination, signal)
-                        )
+                        try:
+                            await channel.send(
+                                Alert(item.delivery_id, item.subscription_id, destination, signal)
+                            )
+                        finally:
+                            limiter.settle(permit)  # answered (or not): counted by now
                 except TimeoutError:
                     return await self._transient(
                         item, platform, "send timed out before its claim's lease ran out"
                     )
                 except RetryLater as exc:
-                    limiter.refund(limits)
+                    limiter.refund(limits, permit)
                     limiter.block(exc.scope, exc.retry_after)
                     log.warning(
                         "%s rate limited (%s) for %.1fs", platform, exc.scope, exc.retry_after

@@ -1,9 +1,16 @@
 """Delivery to Discord: the core Channel contract over discord.py's HTTP client.
 
 Destinations are ``dm:<user id>`` (the DM channel is opened once, then cached)
-and ``channel:<channel id>``. discord.py's HTTP client keeps the per-route
-buckets from the ``X-RateLimit-*`` headers and sleeps through short 429s; what
-it gives up on is classified here so the dispatcher can act:
+and ``channel:<channel id>``.
+
+Rate limits: Discord allows a bot 50 requests/s in all, and 5 posts per 5 s in
+one channel. Posts and DM opens share the 50/s by need: the dispatcher takes one
+global slot (and the destination's) for a send's first request, and a send that
+had to open the DM first takes a second global slot from the same limiter
+(:meth:`attach_limiter`) right before its post leaves. So when every DM channel is known, posts may use
+all 50/s. discord.py's HTTP client also keeps the per-route buckets from the
+``X-RateLimit-*`` headers and sleeps through short 429s; what it gives up on is
+classified here so the dispatcher can act:
 
 * 429 (``discord.RateLimited`` or a 429 discord.py stopped retrying) -> RetryLater
 * 50007 cannot DM, 10003 unknown channel, any 404, any 403 -> DestinationGone
@@ -36,6 +43,7 @@ from core.channels import (
     RetryLater,
     TransientError,
 )
+from core.ratelimit import ScopedLimiter
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +80,29 @@ class DiscordChannel(Channel):
         self,
         client: discord.Client,
         *,
-        posts_per_second: int = 35,
-        dm_opens_per_second: int = 15,
+        requests_per_second: int = 50,
         per_destination: tuple[int, float] = (5, 5.0),
         dm_cache_size: int = 10_000,
     ) -> None:
         self._client = client
-        # Discord allows a bot 50 requests/s in all. A first send to a DM is two
-        # requests (open the DM channel, then post), so posts and DM opens get their
-        # own shares of that budget: 35 + 15 <= 50 even when every send opens a DM.
-        self._global = RateLimit("global", posts_per_second, 1.0)
-        self._dm_open = RateLimit("dm-open", dm_opens_per_second, 1.0)
+        #: The bot's whole budget, shared by posts and DM opens.
+        self._global = RateLimit("global", requests_per_second, 1.0)
         self._per_destination = per_destination
+        self._limiter: ScopedLimiter | None = None
         self._dm_channels: OrderedDict[int, int] = OrderedDict()
         self._dm_cache_size = dm_cache_size
         #: Called after a DM channel is opened, to keep it across restarts.
         self.on_dm_opened: Callable[[int, int], Awaitable[None]] | None = None
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
+        """One global slot and the destination's channel bucket. A DM still to be
+        opened takes a second global slot for its post itself (see send)."""
         calls, period = self._per_destination
-        limits = [self._global]
-        kind, _, raw = destination.partition(":")
-        if kind == "dm" and raw.isdigit() and int(raw) not in self._dm_channels:
-            limits.append(self._dm_open)
-        limits.append(RateLimit(destination, calls, period))
-        return limits
+        return (self._global, RateLimit(destination, calls, period))
+
+    def attach_limiter(self, limiter: ScopedLimiter) -> None:
+        """Draw DM opens from ``limiter`` (the dispatcher's, at register)."""
+        self._limiter = limiter
 
     def bind(self, client: discord.Client) -> None:
         """Send through ``client`` from now on (the bot replaced its client)."""
@@ -117,11 +123,21 @@ class DiscordChannel(Channel):
         if self._client.user is None or self._client.is_closed():
             raise TransientError("the Discord bot is not connected")
         try:
+            opened = kind == "dm" and target not in self._dm_channels
             channel_id = await self._dm_channel(target) if kind == "dm" else target
             with handle_message_parameters(
                 embed=signal_embed(alert.signal), view=outcome_view(alert.signal)
             ) as params:
-                await self._client.http.send_message(channel_id, params=params)
+                if opened and self._limiter is not None:
+                    # The dispatcher's slot went with the DM open, which left at
+                    # once; the post is a second request: its own slot, as it leaves.
+                    permit = await self._limiter.acquire((self._global,), first=True)
+                    try:
+                        await self._client.http.send_message(channel_id, params=params)
+                    finally:
+                        self._limiter.settle(permit)
+                else:
+                    await self._client.http.send_message(channel_id, params=params)
         except discord.RateLimited as exc:
             raise RetryLater(exc.retry_after, alert.destination) from None
         except discord.HTTPException as exc:

@@ -1,11 +1,14 @@
 """The Telegram delivery channel: one ``sendMessage`` per alert, failures classified.
 
 Limits (Telegram's published ceilings): 30 messages/s per bot, 1 message/s per
-chat and, for groups and channels (negative chat ids), 20 messages/min. Two
-refinements make 429s from a server that enforces these exactly rare (none in
-bench/telegram_delivery.py runs): the 30/s are paced two at a time rather than
-sent in bursts, and the per-chat second has a little slack for the time between
-our send and Telegram's count.
+chat and, for groups and channels (negative chat ids), 20 messages/min. The
+dispatcher's limiter wakes waiters one per freed slot, in order, at the moment
+the slot frees, and keeps each send in Telegram's windows until Telegram has
+answered it (it was counted by then), so no jitter between our send and Telegram's
+count draws a 429. That also paces the sends: a burst that reached Telegram spread
+out is answered spread out, and the next window's sends leave as its slots free.
+(An earlier pacing window, two sends per 1/15 s, cost a whole second per fan-out
+and is no longer needed.)
 
 A 429 carries only ``retry_after``; Telegram does not say which limit it hit. Its
 flood control is mostly per chat, so a 429 blocks that chat's scope and no other
@@ -54,14 +57,8 @@ from core.channels import (
 log = logging.getLogger(__name__)
 
 GLOBAL_LIMIT = RateLimit("global", 30, 1.0)
-#: Sends allowed together by the pacing window (see PACE_LIMIT).
-PACE_BURST = 2
-#: Spreads the 30 per second evenly, a few at a time, instead of bursting 30 at each
-#: window boundary: a burst queues up in the event loop and on the wire, so its sends
-#: reach Telegram spread out and overlap the next second's burst there (429s).
-PACE_LIMIT = RateLimit("global:pace", PACE_BURST, PACE_BURST / GLOBAL_LIMIT.max_calls)
-#: Telegram counts a chat's messages when they arrive, we when they leave: the time
-#: between (scheduling, network) varies, so the per-chat second gets this much slack.
+#: A chat's sends are rare, so one that reached Telegram late (behind others on the
+#: wire) is not made up by its neighbours: the per-chat second gets this much slack.
 JITTER_SECONDS = 0.05
 #: BadRequest descriptions that mean the bot can never post to the chat again.
 GONE_MARKERS = (
@@ -117,7 +114,7 @@ class TelegramChannel(Channel):
         return destination.startswith(("-", "@"))
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
-        limits = [GLOBAL_LIMIT, PACE_LIMIT]
+        limits = [GLOBAL_LIMIT]
         if self.is_group(destination):
             limits.append(RateLimit(f"group:{destination}", 20, 60.0))
         limits.append(RateLimit(f"chat:{destination}", 1, 1.0 + JITTER_SECONDS))

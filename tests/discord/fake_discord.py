@@ -7,6 +7,16 @@ dispatches that tests inject; on REST it answers login, application info,
 command sync (recorded), interaction callbacks and follow-ups, DM channel
 creation and channel messages (recorded), and returns configured errors
 (429 with ``retry_after`` and ``Via``, 403 50007, 404 10003, 5xx).
+
+``enforce_limits=True`` makes it enforce Discord's rate limits as sliding windows:
+50 requests per second per bot (``global_limit``) over authenticated REST calls,
+and 5 posts per 5 s per channel (``route_limit``). Channel posts carry the
+bucket headers (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``,
+``-Reset-After``, ``-Bucket``); a request over a limit gets 429 with
+``Retry-After``, ``X-RateLimit-Scope``/``-Global`` and a body with
+``retry_after`` and ``global``. :attr:`FakeDiscord.rate_limited` counts them,
+:attr:`FakeDiscord.refused_by` by limit, and every post records its arrival
+time (:attr:`Sent.at`, ``time.monotonic()``).
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections import defaultdict, deque
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,6 +124,52 @@ class Sent:
     channel_id: int
     payload: dict[str, Any]
     message: dict[str, Any]
+    #: When the post arrived (time.monotonic()).
+    at: float = 0.0
+
+
+class _Windows:
+    """Sliding windows by key: the limits ``enforce_limits`` applies."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[str, deque[float]] = defaultdict(deque)
+
+    def used(self, key: str, period: float, now: float) -> deque[float]:
+        q = self.stamps[key]
+        while q and q[0] <= now - period:
+            q.popleft()
+        return q
+
+
+def rate_limited(
+    retry_after: float, *, is_global: bool, bucket: str | None, limit: int
+) -> web.Response:
+    """Discord's 429: headers, and a body with ``retry_after`` and ``global``."""
+    headers = {
+        "Retry-After": f"{retry_after:.3f}",
+        "X-RateLimit-Scope": "global" if is_global else "user",
+        "Via": "1.1 google",
+    }
+    if is_global:
+        headers["X-RateLimit-Global"] = "true"
+    if bucket is not None:
+        headers.update(_bucket_headers(bucket, limit, 0, retry_after))
+    body = {
+        "message": "You are being rate limited.",
+        "retry_after": retry_after,
+        "global": is_global,
+    }
+    return _json(body, 429, headers)
+
+
+def _bucket_headers(bucket: str, limit: int, remaining: int, reset_after: float) -> dict[str, str]:
+    return {
+        "X-RateLimit-Bucket": bucket,
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+        "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+    }
 
 
 @dataclass
@@ -134,8 +191,22 @@ class Reply:
 
 
 class FakeDiscord:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        enforce_limits: bool = False,
+        global_limit: tuple[int, float] = (50, 1.0),
+        route_limit: tuple[int, float] = (5, 5.0),
+    ) -> None:
         self.token = token
+        self.enforce_limits = enforce_limits
+        self.global_limit = global_limit
+        self.route_limit = route_limit
+        #: 429s answered by the enforced limits, in all and by limit ("global", "route").
+        self.rate_limited = 0
+        self.refused_by: Counter[str] = Counter()
+        self._windows = _Windows()
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1_000_000_000_000_000_000)
@@ -281,6 +352,11 @@ class FakeDiscord:
         body: Any = None
         if request.can_read_body:
             body = await request.json()
+        if self.enforce_limits and needs_auth:
+            refused = self._over_global_limit()
+            if refused is not None:
+                self._touch()
+                return refused
         try:
             return await self._route(request.method, path, body)
         finally:
@@ -426,21 +502,45 @@ class FakeDiscord:
             }
         )
 
+    def _over_global_limit(self) -> web.Response | None:
+        """Count a request against the global limit, or refuse it (429, global)."""
+        limit, period = self.global_limit
+        now = time.monotonic()
+        used = self._windows.used("global", period, now)
+        if len(used) >= limit:
+            self.rate_limited += 1
+            self.refused_by["global"] += 1
+            return rate_limited(used[0] + period - now, is_global=True, bucket=None, limit=limit)
+        used.append(now)
+        return None
+
     def _post_message(self, channel_id: int, body: dict[str, Any]) -> web.Response:
         failure = self._failure("messages", channel_id)
         if failure is not None:
             return failure.response()
+        now = time.monotonic()
+        headers = {
+            "X-RateLimit-Bucket": "messages-bucket",
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "4",
+            "X-RateLimit-Reset-After": "1.0",
+        }
+        if self.enforce_limits:
+            limit, period = self.route_limit
+            bucket = f"messages-{channel_id}"
+            used = self._windows.used(bucket, period, now)
+            if len(used) >= limit:
+                self.rate_limited += 1
+                self.refused_by["route"] += 1
+                return rate_limited(
+                    used[0] + period - now, is_global=False, bucket=bucket, limit=limit
+                )
+            used.append(now)
+            reset_after = used[0] + period - now
+            headers = _bucket_headers(bucket, limit, limit - len(used), reset_after)
         message = self._message(channel_id, body)
-        self.sent.append(Sent(channel_id, body, message))
-        return _json(
-            message,
-            headers={
-                "X-RateLimit-Bucket": "messages-bucket",
-                "X-RateLimit-Limit": "5",
-                "X-RateLimit-Remaining": "4",
-                "X-RateLimit-Reset-After": "1.0",
-            },
-        )
+        self.sent.append(Sent(channel_id, body, message, at=now))
+        return _json(message, headers=headers)
 
     # ---- injecting interactions -----------------------------------------
     def _base_interaction(

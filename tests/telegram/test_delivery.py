@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from bots.telegram import TelegramBot, TelegramChannel
-from bots.telegram.channel import JITTER_SECONDS, PACE_BURST, FloodTracker
+from bots.telegram.channel import JITTER_SECONDS, FloodTracker
 from core.channels import (
     Alert,
     DestinationGone,
@@ -50,20 +50,17 @@ def alert(destination: str) -> Alert:
 
 def test_limits() -> None:
     channel = TelegramChannel.__new__(TelegramChannel)
-    pace = RateLimit("global:pace", PACE_BURST, PACE_BURST / 30)
     chat_period = 1.0 + JITTER_SECONDS
     assert channel.limits_for("1001") == (
         RateLimit("global", 30, 1.0),
-        pace,
         RateLimit("chat:1001", 1, chat_period),
     )
     assert channel.limits_for("-100200") == (
         RateLimit("global", 30, 1.0),
-        pace,
         RateLimit("group:-100200", 20, 60.0),
         RateLimit("chat:-100200", 1, chat_period),
     )
-    assert channel.limits_for("@news")[2].scope == "group:@news"
+    assert channel.limits_for("@news")[1].scope == "group:@news"
 
 
 def test_flood_tracker_escalates_to_global_when_many_chats_are_refused() -> None:
