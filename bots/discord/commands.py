@@ -1,19 +1,27 @@
-"""The slash commands: thin wrappers that turn options into core service calls.
+"""The top-level slash commands, one class each: thin wrappers that turn options into
+core service calls.
 
-``register_commands`` adds every command to a tree. Each command hands its work
-to :class:`~bots.discord.replies.Replier`, so replies are ephemeral, slow work is
-deferred, and errors (a :class:`~core.errors.HubError` says what is allowed) are
-answered by the tree's error handler.
+Each class holds what its command needs (the hub, the replier, settings) and
+builds its :class:`discord.app_commands.Command` from a bound method, so one
+command can be constructed, added to a tree and tested on its own.
+:func:`register_commands` adds them all, with ``/filters``
+(:class:`~bots.discord.filter_commands.FiltersGroup`), to the bot's tree.
+
+Every command hands its work to :class:`~bots.discord.replies.Replier`, so
+replies are ephemeral, slow work is deferred, and errors (a
+:class:`~core.errors.HubError` says what is allowed) are answered by the tree's
+error handler.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Literal
 
 import discord
 from discord import app_commands
 
-from bots.discord.filter_commands import build_filters_group
+from bots.discord.filter_commands import FiltersGroup
 from bots.discord.options import (
     TextChannel,
     caller,
@@ -63,24 +71,40 @@ def signal_line(signal: Signal) -> str:
     )
 
 
-def register_commands(
-    tree: app_commands.CommandTree[Any],
-    hub: HubContext,
-    settings: DiscordSettings,
-    replier: Replier,
-) -> None:
-    """Add every slash command to ``tree``."""
-    subs = hub.services.subscriptions
-    admins = frozenset(settings.admin_user_ids)
+class SlashCommand:
+    """One top-level slash command and the state it needs.
 
-    @app_commands.command(name="subscribe", description="Get signal alerts by DM or in a channel")
+    A subclass sets :attr:`name` and :attr:`description` and defines
+    ``async def callback(self, interaction, <options>...)``: the options are its
+    annotated parameters, described with ``@app_commands.describe``. :attr:`command`
+    is built from the bound method, so discord.py calls it with this instance as
+    ``self``. Add ``instance.command`` to a tree.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    callback: Callable[..., Coroutine[Any, Any, None]]
+
+    def __init__(self, hub: HubContext, replier: Replier) -> None:
+        self.hub = hub
+        self.replier = replier
+        self.command: app_commands.Command[Any, ..., None] = app_commands.Command(
+            name=self.name, description=self.description, callback=self.callback
+        )
+
+
+class SubscribeCommand(SlashCommand):
+    name = "subscribe"
+    description = "Get signal alerts by DM or in a channel"
+
     @app_commands.describe(channel="A channel to post alerts in (needs Manage Channels there)")
-    async def subscribe(
-        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+    async def callback(
+        self, interaction: discord.Interaction[Any], channel: TextChannel | None = None
     ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
-            user = await caller(hub, interaction)
+            user = await caller(self.hub, interaction)
+            subs = self.hub.services.subscriptions
             _info, changed = await subs.subscribe("discord", destination, user.id)
             if not changed:
                 return f"{place(channel)} already get alerts. Tune them with `/filters set`."
@@ -89,60 +113,84 @@ def register_commands(
                 "Narrow them with `/filters set`."
             )
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @app_commands.command(
-        name="unsubscribe", description="Stop signal alerts by DM or in a channel"
-    )
+
+class UnsubscribeCommand(SlashCommand):
+    name = "unsubscribe"
+    description = "Stop signal alerts by DM or in a channel"
+
     @app_commands.describe(channel="The channel to stop (needs Manage Channels there)")
-    async def unsubscribe(
-        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+    async def callback(
+        self, interaction: discord.Interaction[Any], channel: TextChannel | None = None
     ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
-            if await subs.unsubscribe("discord", destination):
+            if await self.hub.services.subscriptions.unsubscribe("discord", destination):
                 return f"Unsubscribed {place(channel)}: no more alerts there."
             return f"{place(channel)} was not subscribed; nothing to do."
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @app_commands.command(name="feedback", description="Report how a signal's trade went")
+
+class FeedbackCommand(SlashCommand):
+    """``/feedback``, whose ``signal_id`` completes to the caller's recent alerts."""
+
+    name = "feedback"
+    description = "Report how a signal's trade went"
+
+    def __init__(self, hub: HubContext, replier: Replier) -> None:
+        super().__init__(hub, replier)
+        self.command.autocomplete("signal_id")(self.signal_id_choices)
+
     @app_commands.describe(
         signal_id="The signal (pick one of your recent alerts)",
         outcome="How it went",
         return_pct="Your return in percent, e.g. 12.5 or -3",
     )
-    async def feedback(
+    async def callback(
+        self,
         interaction: discord.Interaction[Any],
         signal_id: str,
         outcome: Outcome,
         return_pct: app_commands.Range[float, -100.0, 10000.0] | None = None,
     ) -> None:
         async def work() -> str:
-            user = await caller(hub, interaction)
-            info = await hub.services.feedback.record(user.id, signal_id, outcome, return_pct)
+            user = await caller(self.hub, interaction)
+            feedback = self.hub.services.feedback
+            info = await feedback.record(user.id, signal_id, outcome, return_pct)
             ret = "" if info.return_pct is None else f" with {info.return_pct:+g}%"
             verb = "Updated" if info.updated else "Recorded"
             return f"{verb}: **{info.outcome}**{ret} on `{info.signal_id}`."
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @feedback.autocomplete("signal_id")
-    async def feedback_signal_id(
-        interaction: discord.Interaction[Any], current: str
+    async def signal_id_choices(
+        self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await signal_choices(hub, interaction, current)
+        return await signal_choices(self.hub, interaction, current)
 
-    @app_commands.command(name="stats", description="Your win rate and average return")
-    async def stats(interaction: discord.Interaction[Any]) -> None:
+
+class StatsCommand(SlashCommand):
+    """``/stats``: the caller's outcomes; admins also see every user's by catalyst."""
+
+    name = "stats"
+    description = "Your win rate and average return"
+
+    def __init__(self, hub: HubContext, replier: Replier, settings: DiscordSettings) -> None:
+        super().__init__(hub, replier)
+        self.admins = frozenset(settings.admin_user_ids)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         async def work() -> str:
-            user = await caller(hub, interaction)
-            mine = await hub.services.feedback.user_stats(user.id)
+            user = await caller(self.hub, interaction)
+            feedback = self.hub.services.feedback
+            mine = await feedback.user_stats(user.id)
             text = f"**Your stats**\nSignals received: {mine.signals_received}\n" + outcome_lines(
                 mine.outcomes
             )
-            if interaction.user.id in admins:
-                groups = await hub.services.feedback.by_catalyst()
+            if interaction.user.id in self.admins:
+                groups = await feedback.by_catalyst()
                 lines = [
                     f"`{g.key}`: {g.stats.trades_executed} trades, win rate {g.stats.win_rate_text}"
                     for g in groups[:15]
@@ -151,20 +199,23 @@ def register_commands(
                     text += "\n**All users by catalyst**\n" + "\n".join(lines)
             return text
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @app_commands.command(
-        name="recent", description="The latest signals (matching your DM filters)"
-    )
+
+class RecentCommand(SlashCommand):
+    name = "recent"
+    description = "The latest signals (matching your DM filters)"
+
     @app_commands.describe(count=f"How many, 1-{RECENT_MAX}")
-    async def recent(
+    async def callback(
+        self,
         interaction: discord.Interaction[Any],
         count: app_commands.Range[int, 1, RECENT_MAX] = 5,
     ) -> None:
         async def work() -> str:
             if not 1 <= count <= RECENT_MAX:
                 return f"count must be between 1 and {RECENT_MAX}."
-            signals, flt = await hub.services.signals.recent_for_destination(
+            signals, flt = await self.hub.services.signals.recent_for_destination(
                 "discord", destination_for(interaction, None, manage=False), count
             )
             if not signals:
@@ -172,40 +223,65 @@ def register_commands(
             heading = "**Latest signals**" + (" matching your filters" if flt else "")
             return heading + "\n" + "\n".join(signal_line(s) for s in signals)
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @app_commands.command(name="link", description="Link this account with Telegram or the API")
+
+class LinkCommand(SlashCommand):
+    name = "link"
+    description = "Link this account with Telegram or the API"
+
     @app_commands.describe(code="A code from /link on the other account; leave out to get one")
-    async def link(interaction: discord.Interaction[Any], code: str | None = None) -> None:
+    async def callback(
+        self, interaction: discord.Interaction[Any], code: str | None = None
+    ) -> None:
         async def work() -> str:
-            user = await caller(hub, interaction)
+            user = await caller(self.hub, interaction)
+            accounts = self.hub.services.accounts
             if code is None or not code.strip():
-                issued = await hub.services.accounts.issue_link_code(user.id, "discord")
+                issued = await accounts.issue_link_code(user.id, "discord")
                 return (
                     f"Your link code is `{issued}` (valid 15 minutes). Send `/link {issued}` "
                     "from the account you want to link with this one."
                 )
-            merged = await hub.services.accounts.redeem_link_code(code, user.id)
+            merged = await accounts.redeem_link_code(code, user.id)
             return f"Linked: both accounts are now hub user `{merged.name}`."
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @app_commands.command(name="help", description="What this bot does and how to use it")
-    async def help_(interaction: discord.Interaction[Any]) -> None:
+
+class HelpCommand(SlashCommand):
+    name = "help"
+    description = "What this bot does and how to use it"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         async def work() -> str:
             return help_text()
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    commands: tuple[app_commands.Command[Any, ..., None], ...] = (
-        subscribe,
-        unsubscribe,
-        feedback,
-        stats,
-        recent,
-        link,
-        help_,
-    )
-    for command in commands:
+
+def slash_commands(
+    hub: HubContext, settings: DiscordSettings, replier: Replier
+) -> list[app_commands.Command[Any, ..., None] | app_commands.Group]:
+    """Every slash command of the bot, in the order they are synced."""
+    return [
+        SubscribeCommand(hub, replier).command,
+        UnsubscribeCommand(hub, replier).command,
+        FeedbackCommand(hub, replier).command,
+        StatsCommand(hub, replier, settings).command,
+        RecentCommand(hub, replier).command,
+        LinkCommand(hub, replier).command,
+        HelpCommand(hub, replier).command,
+        FiltersGroup(hub, replier),
+    ]
+
+
+def register_commands(
+    tree: app_commands.CommandTree[Any],
+    hub: HubContext,
+    settings: DiscordSettings,
+    replier: Replier,
+) -> None:
+    """Add every slash command to ``tree``."""
+    for command in slash_commands(hub, settings, replier):
         tree.add_command(command)
-    tree.add_command(build_filters_group(hub, replier))

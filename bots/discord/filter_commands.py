@@ -1,4 +1,8 @@
-"""``/filters show|set|reset [channel]``: a destination's filter, set only from the options given."""
+"""``/filters show|set|reset [channel]``: a destination's filter, set only from the options given.
+
+:class:`FiltersGroup` is the command group; the helpers turn its options into
+filter changes and a filter into text.
+"""
 
 from __future__ import annotations
 
@@ -80,22 +84,27 @@ def changes_from(
     return changes
 
 
-def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group:
-    subs = hub.services.subscriptions
-    group = app_commands.Group(name="filters", description="Choose which signals you get")
+class FiltersGroup(app_commands.Group, name="filters", description="Choose which signals you get"):
+    """``/filters show|set|reset``: discord.py binds each subcommand to this instance."""
 
-    @group.command(name="show", description="Show the filters of your DMs or a channel")
+    def __init__(self, hub: HubContext, replier: Replier) -> None:
+        super().__init__()
+        self.hub = hub
+        self.replier = replier
+
+    @app_commands.command(name="show", description="Show the filters of your DMs or a channel")
     @app_commands.describe(channel="A subscribed channel; leave out for your DMs")
     async def show(
-        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+        self, interaction: discord.Interaction[Any], channel: TextChannel | None = None
     ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=False)
-            return filter_text(await subs.get_filter("discord", destination), place(channel))
+            flt = await self.hub.services.subscriptions.get_filter("discord", destination)
+            return filter_text(flt, place(channel))
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
-    @group.command(name="set", description="Set filters (only the options you give change)")
+    @app_commands.command(name="set", description="Set filters (only the options you give change)")
     @app_commands.describe(
         channel="A subscribed channel (needs Manage Channels); leave out for your DMs",
         min_confidence="Lowest confidence, 0 to 1 (e.g. 0.7)",
@@ -110,6 +119,7 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
         clear="Fields to clear, comma-separated (e.g. min_price,max_price)",
     )
     async def set_(
+        self,
         interaction: discord.Interaction[Any],
         channel: TextChannel | None = None,
         min_confidence: app_commands.Range[float, 0.0, 1.0] | None = None,
@@ -138,29 +148,28 @@ def build_filters_group(hub: HubContext, replier: Replier) -> app_commands.Group
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
             changes = changes_from(options, clear)
+            subs = self.hub.services.subscriptions
             flt = await subs.update_filter("discord", destination, changes)
             return "Saved. " + filter_text(flt, place(channel))
 
-        await replier.run(interaction, work())
+        await self.replier.run(interaction, work())
 
     @set_.autocomplete("catalyst_types")
-    async def catalyst_types_autocomplete(
-        interaction: discord.Interaction[Any], current: str
+    async def catalyst_types_choices(
+        self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
         return catalyst_choices(current)
 
-    @group.command(name="reset", description="Remove all filters of your DMs or a channel")
+    @app_commands.command(name="reset", description="Remove all filters of your DMs or a channel")
     @app_commands.describe(
         channel="A subscribed channel (needs Manage Channels); leave out for your DMs"
     )
     async def reset(
-        interaction: discord.Interaction[Any], channel: TextChannel | None = None
+        self, interaction: discord.Interaction[Any], channel: TextChannel | None = None
     ) -> None:
         async def work() -> str:
             destination = destination_for(interaction, channel, manage=True)
-            await subs.reset_filter("discord", destination)
+            await self.hub.services.subscriptions.reset_filter("discord", destination)
             return f"Filters on {place(channel)} removed: every signal arrives there."
 
-        await replier.run(interaction, work())
-
-    return group
+        await self.replier.run(interaction, work())
