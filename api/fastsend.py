@@ -11,8 +11,19 @@ the connection is open, no close was sent, no compression was negotiated, no
 fragmented message is in progress, and the transport is not applying back
 pressure. Otherwise ``write_frame`` returns False and the caller uses the normal
 ASGI path (which waits for the socket, so a slow client is still detected).
-``ApiServer`` installs this protocol; under any other server the extension is
-absent and everything goes through ASGI.
+``ApiServer`` installs this protocol. Under a bare ``uvicorn --factory
+hub.web:create_app`` (uvicorn's own sans-I/O protocol) :class:`FastSendMiddleware`
+offers the same ``write_frame`` for each connection, found through the ASGI
+``send`` the server passed (a method of its protocol). Under any other server the
+extension is absent and everything goes through ASGI.
+
+Keepalive: the app's own heartbeat (``api.heartbeat_seconds``, closing 4000 after
+``api.heartbeat_timeout_seconds`` without a pong) decides whether a client is
+alive. uvicorn's protocol pings stay (they keep idle connections open through
+proxies and NAT), but their pong deadline is raised to the app's heartbeat
+timeout: under a connect storm the loop may read a pong many seconds after it
+arrived, and uvicorn's default 20 s deadline then closed healthy clients with
+1011 ("keepalive ping timeout").
 
 Closing: once the server has sent its close frame, uvicorn keeps reading (and
 parsing) whatever the peer sends for up to 10 s, waiting for the peer's close. A
@@ -25,8 +36,10 @@ nothing more is read, and the TCP connection is closed HANG_UP_SECONDS later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -88,17 +101,64 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a complete text frame now if uvicorn itself could; else False."""
-        conn = self.conn
-        if (
-            self.close_sent
-            or self.disconnected
-            or not self.handshake_complete
-            or not self.writable.is_set()
-            or conn.state is not State.OPEN
-            or conn.extensions
-            or conn.expect_continuation_frame
-            or self.transport.is_closing()
-        ):
-            return False
-        self.transport.write(frame)
-        return True
+        return write_frame(self, frame)
+
+
+def write_frame(protocol: WebSocketsSansIOProtocol, frame: bytes) -> bool:
+    """Write a complete text frame on ``protocol``'s connection now, if uvicorn itself
+    could (open, no close sent, not compressed, no fragment in progress, no back
+    pressure); else False and nothing is written."""
+    conn = protocol.conn
+    if (
+        protocol.close_sent
+        or protocol.disconnected
+        or not protocol.handshake_complete
+        or not protocol.writable.is_set()
+        or conn.state is not State.OPEN
+        or conn.extensions
+        or conn.expect_continuation_frame
+        or protocol.transport.is_closing()
+    ):
+        return False
+    protocol.transport.write(frame)
+    return True
+
+
+def frame_writer(protocol: WebSocketsSansIOProtocol) -> Callable[[bytes], bool]:
+    """``write_frame`` bound to one connection, for the ``catalyst.write_frame``
+    extension."""
+
+    def write(frame: bytes) -> bool:
+        return write_frame(protocol, frame)
+
+    return write
+
+
+class FastSendMiddleware:
+    """Offers ``catalyst.write_frame`` under a server that did not install
+    :class:`FanoutProtocol` but runs uvicorn's sans-I/O protocol (``uvicorn --factory
+    hub.web:create_app``, whose ``--ws auto`` picks it), and raises that protocol's
+    keepalive pong deadline to at least ``ping_timeout`` (see the module docstring).
+
+    It must be the outermost middleware, so the ``send`` it sees is the server's own
+    (a bound method of the protocol). Anything else passes through untouched."""
+
+    def __init__(self, app: ASGIApp, ping_timeout: float | None = None) -> None:
+        self.app = app
+        self.ping_timeout = ping_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            protocol = getattr(send, "__self__", None)
+            if isinstance(protocol, WebSocketsSansIOProtocol):
+                extensions = scope.get("extensions")
+                if extensions is None:
+                    extensions = scope["extensions"] = {}
+                if EXTENSION not in extensions:
+                    extensions[EXTENSION] = frame_writer(protocol)
+                wanted = self.ping_timeout
+                current = protocol.ping_timeout
+                # Before the accept, which starts the keepalive: it applies from the start.
+                if wanted is not None and current is not None and current < wanted:
+                    protocol.ping_timeout = wanted
+        await self.app(scope, receive, send)

@@ -287,8 +287,11 @@ async def _serve(
             resume_from = None  # straight to live, with an error saying why
     stream_sub = await user_stream(ctx, principal.user.id)
     client = manager.new_client(websocket, principal, ip, stream_sub.filter)
-    welcome = dumps(
-        {"type": "welcome", "client_id": client.id, "timestamp": datetime.now(UTC).isoformat()}
+    # The design document's shape; both values are ASCII without quotes or escapes
+    # (hex id, ISO time), so no JSON encoder is needed on the connect path.
+    welcome = (
+        f'{{"type":"welcome","client_id":"{client.id}",'
+        f'"timestamp":"{datetime.now(UTC).isoformat()}"}}'
     )
     manager.register(client, welcome=welcome, resume_buffering=resume_from is not None)
     if refused is not None:

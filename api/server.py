@@ -24,6 +24,10 @@ from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 
 log = logging.getLogger(__name__)
 
+#: Seconds between uvicorn's protocol pings (its default); their pong deadline is
+#: ``api.heartbeat_timeout_seconds`` (see :mod:`api.fastsend`).
+WS_PING_INTERVAL = 20.0
+
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Query parameters that carry credentials: ?token=, &api_key=, access_token=, ...
     (
@@ -154,6 +158,11 @@ class ApiServer:
             ws_max_size=max(16 * max_bytes, 1 << 20),
             # One compressor per connection would cost a deflate per client per signal.
             ws_per_message_deflate=False,
+            # Protocol pings keep idle connections open through proxies; the app's
+            # heartbeat decides liveness, so a pong may be as late as that allows
+            # (uvicorn's 20 s dropped healthy clients with 1011 in a connect storm).
+            ws_ping_interval=WS_PING_INTERVAL,
+            ws_ping_timeout=api.heartbeat_timeout_seconds,
             lifespan="on",
             log_config=None,
             log_level=log_level,

@@ -174,6 +174,11 @@ class Client:
         extensions = websocket.scope.get("extensions") or {}
         self._write_frame: Callable[[bytes], bool] | None = extensions.get(FRAME_EXTENSION)
 
+    @property
+    def fast_path(self) -> bool:
+        """Whether broadcasts may write pre-built frames to this client (api.fastsend)."""
+        return self._write_frame is not None
+
     # ---- filter ---------------------------------------------------------
     def set_filter(self, flt: SignalFilter) -> None:
         self.filter = flt

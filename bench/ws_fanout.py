@@ -4,6 +4,19 @@
     .venv/bin/python bench/ws_fanout.py --clients 200 --rounds 10
     .venv/bin/python bench/ws_fanout.py --busy-poll     # receiver never sleeps (see below)
     .venv/bin/python bench/ws_fanout.py --asyncio-client  # the older, heavier receiver
+    .venv/bin/python bench/ws_fanout.py --storm 2000 --storm 5000 --clients 2000 --clients 5000
+    .venv/bin/python bench/ws_fanout.py --web-role [uvicorn] --storm 2000 ...
+
+Storm and design-document baseline (``--storm N``, ``--vs-design``, ``--web-role``):
+the hub runs as ``catalyst run`` (or the Procfile's ``web`` command, or with
+``--web-role uvicorn`` the bare ``uvicorn --factory hub.web:create_app``) and
+``bench/design_server.py`` beside it, each in its own process. A storm is N
+clients connecting through 32 parallel connectors (``--connectors``), timed to
+the last welcome, then held ``--hold`` seconds answering the server's pings;
+every client the server closes meanwhile is counted with its code and reason.
+Fan-out then measures POST sent -> last of N clients for the hub, the design
+server (one key per connection: it keys connections by user) and the bare-socket
+floor, interleaved per round. ``--py-spy FILE`` records the hub process.
 
 The hub and its API server run in this process (uvicorn in the event loop, as
 ``catalyst run`` does). The N WebSocket clients run in a separate process that
@@ -61,12 +74,16 @@ import os
 import re
 import resource
 import selectors
+import shlex
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +198,7 @@ class BenchClient(asyncio.Protocol):
             match = SIGNAL_ID.search(payload)
             if match:
                 self.arrivals.setdefault(match.group(1).decode(), []).append(now)
-        elif payload.startswith(b'{"type":"welcome"') and not self.welcomed.done():
+        elif b'"welcome"' in payload[:40] and not self.welcomed.done():
             self.welcomed.set_result(None)
 
 
@@ -190,20 +207,32 @@ class BenchClient(asyncio.Protocol):
 CONNECT_RETRIES = 0
 
 
+def client_key(key: str, index: int, per_client: bool) -> str:
+    """The design server keys connections by user: one key each (``{key}-{i}``, see
+    ``bench/design_server.py --users``), ``key`` itself for the first."""
+    return f"{key}-{index}" if per_client and index else key
+
+
 async def open_clients(
-    port: int, key: str, count: int, arrivals: dict[str, list[int]]
+    port: int,
+    key: str,
+    count: int,
+    arrivals: dict[str, list[int]],
+    *,
+    per_client_keys: bool = False,
 ) -> list[BenchClient]:
     loop = asyncio.get_running_loop()
     host = f"127.0.0.1:{port}"
     clients: list[BenchClient] = []
     gate = asyncio.Semaphore(32)
 
-    async def one() -> None:
+    async def one(index: int) -> None:
         global CONNECT_RETRIES
+        path = f"/ws?token={client_key(key, index, per_client_keys)}"
         for attempt in range(6):
             async with gate:
                 transport, client = await loop.create_connection(
-                    lambda: BenchClient(f"/ws?token={key}", host, arrivals), "127.0.0.1", port
+                    lambda: BenchClient(path, host, arrivals), "127.0.0.1", port
                 )
                 try:
                     await asyncio.wait_for(client.welcomed, 60)
@@ -217,7 +246,7 @@ async def open_clients(
                     return
             await asyncio.sleep(0.2 * (attempt + 1))
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(i) for i in range(count)))
     return clients
 
 
@@ -328,7 +357,11 @@ def detach(clients: list[BenchClient]) -> list[RawConn]:
     return conns
 
 
-async def connect_for_lean(args: argparse.Namespace) -> tuple[list[RawConn], list[RawConn], float]:
+async def connect_for_lean(
+    args: argparse.Namespace,
+) -> tuple[list[RawConn], list[RawConn], list[RawConn], float, float]:
+    """Connect the hub's clients, then the floor's and the design server's (if any);
+    returns the detached sockets and the hub's and design server's connect times."""
     unused: dict[str, list[int]] = {}
     started = time.monotonic()
     clients = await open_clients(args.port, args.key, args.clients, unused)
@@ -336,13 +369,23 @@ async def connect_for_lean(args: argparse.Namespace) -> tuple[list[RawConn], lis
     floor_clients: list[BenchClient] = []
     if args.floor_port:
         floor_clients = await open_clients(args.floor_port, args.key, args.clients, unused)
-    conns = detach(clients)
-    for _ in range(3):  # let the aborted transports close their fds before the next batch
-        await asyncio.sleep(0)
-    floor_conns = detach(floor_clients)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    return conns, floor_conns, connect_s
+    design_clients: list[BenchClient] = []
+    design_s = 0.0
+    if args.design_port:
+        started = time.monotonic()
+        design_clients = await open_clients(
+            args.design_port, args.design_key, args.clients, unused, per_client_keys=True
+        )
+        design_s = time.monotonic() - started
+    batches = []
+    for batch in (clients, floor_clients, design_clients):
+        conns: list[RawConn] = []
+        for start in range(0, len(batch), 500):  # at most 500 duplicates open at a time
+            conns.extend(detach(batch[start : start + 500]))
+            for _ in range(3):  # let the aborted transports close their fds
+                await asyncio.sleep(0)
+        batches.append(conns)
+    return batches[0], batches[1], batches[2], connect_s, design_s
 
 
 class RawHttp:
@@ -414,7 +457,7 @@ def lean_round(
 ) -> dict[str, Any]:
     """One signal: tell the server process the mode, publish on its "ok", and
     receive until ``count`` clients have the signal. Single thread, no asyncio."""
-    marker = b'"signal_id":"' + signal_id.encode() + b'"'
+    marker = b'"' + signal_id.encode() + b'"'  # '"signal_id":"x"' or '"signal_id": "x"'
     times: list[int] = []
     got = times.append
     print(json.dumps({"event": "mode", "mode": mode, "id": signal_id}), flush=True)
@@ -452,7 +495,7 @@ def lean_round(
                 if status is not None:
                     t_post = time.monotonic_ns()
                     sel.unregister(http_sock)  # type: ignore[arg-type]
-                    if status != 201:
+                    if status not in (200, 201):  # the design server answers 200
                         raise RuntimeError(f"publish failed: {status}")
                 continue
             try:
@@ -503,35 +546,52 @@ def lean_round(
 
 
 def lean_worker(args: argparse.Namespace) -> None:
-    """Connect with asyncio, then measure with one selector loop (see the docstring)."""
-    raise_nofile(3 * args.clients + 1000)  # while detaching, N duplicates are open too
-    conns, floor_conns, connect_s = asyncio.run(connect_for_lean(args))
-    modes = ["concurrent", "sequential"] + (["floor"] if floor_conns else [])
+    """Connect with asyncio, then measure with one selector loop (see the docstring).
+
+    With ``--design-port`` the modes are ``hub`` and ``design`` (each publishes to its
+    own server), else the in-process hub's ``concurrent`` and ``sequential``."""
+    targets = 3 if args.design_port else 2
+    raise_nofile(targets * args.clients + 1500)  # while detaching, 500 duplicates too
+    conns, floor_conns, design_conns, connect_s, design_s = asyncio.run(connect_for_lean(args))
+    modes = ["hub", "design"] if design_conns else ["concurrent", "sequential"]
+    if floor_conns:
+        modes.append("floor")
     sel = selectors.DefaultSelector()
-    for conn in conns + floor_conns:
+    for conn in conns + floor_conns + design_conns:
         sel.register(conn.sock, selectors.EVENT_READ, conn)
     stdin_fd = sys.stdin.fileno()
     os.set_blocking(stdin_fd, False)
     sel.register(stdin_fd, selectors.EVENT_READ, STDIN)
     http = RawHttp(args.port, args.key)
+    https = {mode: http for mode in modes}
+    if design_conns:
+        https["design"] = RawHttp(args.design_port, args.design_key)
     records: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for r in range(-2, args.rounds):  # two warm-up rounds
         for mode in modes:
             signal_id = f"bench-{args.clients}-{mode}-{r}"
             record = lean_round(
-                sel, mode, signal_id, args.clients, http, stdin_fd, 0 if args.busy_poll else 1.0
+                sel,
+                mode,
+                signal_id,
+                args.clients,
+                https[mode],
+                stdin_fd,
+                0 if args.busy_poll else 1.0,
             )
             if r >= 0:
                 records[mode].append(record)
             time.sleep(0.02)
     closed_early = sum(1 for c in conns if c.closed)
     sel.close()
-    for conn in conns + floor_conns:
+    for conn in conns + floor_conns + design_conns:
         conn.sock.close()
     result = {
         "connect_seconds": round(connect_s, 2),
+        "design_connect_seconds": round(design_s, 2),
         "connect_retries": CONNECT_RETRIES,
         "closed_early": closed_early,
+        "design_closed_early": sum(1 for c in design_conns if c.closed),
         **records,
     }
     print(json.dumps({"event": "result", **result}), flush=True)
@@ -730,6 +790,484 @@ async def bench(
     print("\n".join(summary))
 
 
+# =============================================================================
+# Storm and the design document's baseline: every server in a process of its own
+# =============================================================================
+
+BIN = Path(sys.executable).parent
+JWT_SECRET = "bench-secret-" + "x" * 40
+DESIGN_KEY = "design_bench_key"
+
+
+class StormClient(asyncio.Protocol):
+    """A client of the connect storm: handshake, the welcome, then only answers the
+    server's protocol pings and notes how (and whether) the server closes it."""
+
+    def __init__(self, path: str, host: str) -> None:
+        self.path = path
+        self.host = host
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.welcomed = asyncio.get_running_loop().create_future()
+        self.welcomed_at = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.closed: str | None = None
+        self.pings = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed is None:
+            self.closed = "connection lost without a close frame"
+        if not self.welcomed.done():
+            self.welcomed.set_exception(ConnectionError(self.closed))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.closed = "handshake refused: " + bytes(buf[:40]).decode("latin-1")
+                if not self.welcomed.done():
+                    self.welcomed.set_exception(ConnectionError(self.closed))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+        while len(buf) >= 2:
+            opcode = buf[0] & 0x0F
+            length = buf[1] & 0x7F
+            pos = 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length = int.from_bytes(buf[2:4], "big")
+                pos = 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length = int.from_bytes(buf[2:10], "big")
+                pos = 10
+            if len(buf) < pos + length:
+                return
+            payload = bytes(buf[pos : pos + length])
+            del buf[: pos + length]
+            if opcode == 0x1:
+                if b'"welcome"' in payload[:40] and not self.welcomed.done():
+                    self.welcomed_at = time.monotonic()
+                    self.welcomed.set_result(None)
+            elif opcode == 0x9 and self.transport is not None:  # ping -> masked pong
+                self.pings += 1
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode == 0x8 and self.closed is None:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                self.closed = f"{code} {payload[2:].decode('utf-8', 'replace')}".strip()
+                if not self.welcomed.done():
+                    self.welcomed.set_exception(ConnectionError(self.closed))
+
+
+async def storm_worker(args: argparse.Namespace) -> None:
+    """N clients connect at once through ``--connectors`` parallel connectors (each
+    opens its next connection when its last one was welcomed); the figure is the
+    time until the last welcome. Then every client stays ``--hold`` seconds,
+    answering the server's pings; a client the server closes in that time (or
+    before its welcome) is counted with its close code and reason."""
+    raise_nofile(args.clients + 1000)
+    loop = asyncio.get_running_loop()
+    host = f"127.0.0.1:{args.port}"
+    clients: list[StormClient] = []
+    failed: Counter[str] = Counter()
+    gate = asyncio.Semaphore(args.connectors)
+    latencies: list[float] = []
+
+    async def one(index: int) -> None:
+        path = f"/ws?token={client_key(args.key, index, args.per_client_keys)}"
+        async with gate:
+            started = time.monotonic()
+            try:
+                _transport, client = await loop.create_connection(
+                    lambda: StormClient(path, host), "127.0.0.1", args.port
+                )
+            except OSError as exc:
+                failed[f"connect failed: {type(exc).__name__}"] += 1
+                return
+            clients.append(client)
+            try:
+                await asyncio.wait_for(client.welcomed, 60)
+            except (ConnectionError, TimeoutError) as exc:
+                failed[f"not welcomed: {str(exc) or 'timeout'}"[:100]] += 1
+                return
+            latencies.append(client.welcomed_at - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(args.clients)))
+    welcomed = [c for c in clients if c.welcomed.done() and not c.welcomed.exception()]
+    last = max((c.welcomed_at for c in welcomed), default=started) - started
+    hold_until = time.monotonic() + args.hold
+    while time.monotonic() < hold_until:
+        await asyncio.sleep(0.25)
+    dropped = Counter(c.closed for c in welcomed if c.closed is not None)
+    pings = sum(c.pings for c in welcomed)
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
+    await asyncio.sleep(0.5)
+    result = {
+        "event": "result",
+        "clients": args.clients,
+        "welcomed": len(welcomed),
+        "last_welcome_s": round(last, 3),
+        "welcome_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "welcome_p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None,
+        "failed": dict(failed),
+        "dropped": {str(k): v for k, v in dropped.items()},
+        "pings_answered": pings,
+        "hold_s": args.hold,
+    }
+    print(json.dumps(result), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def procfile_web(port: int) -> list[str]:
+    """The Procfile's ``web`` command, on ``port``."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            command = line.split(":", 1)[1].strip()
+            command = command.replace("${PORT:-8000}", str(port)).replace("$PORT", str(port))
+            argv = shlex.split(command)
+            if (BIN / argv[0]).exists():
+                argv[0] = str(BIN / argv[0])
+            return argv
+    raise RuntimeError("the Procfile has no web role")
+
+
+def hub_command(role: str, port: int) -> list[str]:
+    if role == "procfile":
+        return procfile_web(port)
+    if role == "uvicorn":  # the bare way documented in hub/web.py
+        return [
+            str(BIN / "uvicorn"),
+            "--factory",
+            "hub.web:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-proxy-headers",
+            "--log-level",
+            "warning",
+        ]
+    return [str(BIN / "catalyst"), "run", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def hub_env(folder: Path, max_clients: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env.pop("PORT", None)
+    env.update(
+        NO_PROXY="127.0.0.1,localhost",
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        CATALYST_DATABASE__URL=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
+        CATALYST_AUTH__JWT_SECRET=JWT_SECRET,
+        CATALYST_SCHEDULER__ENABLED="false",
+        CATALYST_CONSOLE__ENABLED="false",
+        CATALYST_CONSOLE__AUTO_SUBSCRIBE="false",
+        CATALYST_LOGGING__LEVEL="WARNING",
+        CATALYST_LIMITS__REST_REQUESTS_PER_MINUTE="1000000",
+        # Every bench client comes from 127.0.0.1.
+        CATALYST_LIMITS__MAX_CONNECTIONS_PER_IP=str(max_clients + 100),
+        CATALYST_API__MAX_OPEN_CONNECTIONS_PER_IP=str(max_clients + 200),
+    )
+    return env
+
+
+def catalyst_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [str(BIN / "catalyst"), *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"catalyst {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+async def wait_listening(port: int, proc: asyncio.subprocess.Process, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        if proc.returncode is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = await asyncio.wait_for(reader.read(12), 5)
+            writer.close()
+            if head.startswith(b"HTTP/1.1 200"):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} not up after {limit:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def connected(port: int) -> int:
+    """The server's open WebSocket count, from its /health."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    body = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    match = re.search(rb'"connected_clients":\s*(\d+)', body)
+    return int(match.group(1)) if match else -1
+
+
+async def settle(port: int) -> None:
+    """Wait until the server has let go of the last run's clients."""
+    for _ in range(300):
+        if await connected(port) <= 0:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def run_child(argv: list[str], on_mode: Any = None) -> dict[str, Any]:
+    """A client process of this script; answers its "mode" events; returns its result."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SCRIPT),
+        *argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=str(ROOT),
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    result: dict[str, Any] = {}
+    while True:
+        line = await proc.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event["event"] == "mode":
+            if on_mode is not None:
+                on_mode(event)
+            proc.stdin.write(b"ok\n")
+            await proc.stdin.drain()
+        elif event["event"] == "result":
+            result = event
+    await proc.wait()
+    if not result:
+        raise RuntimeError(f"the client process failed (exit {proc.returncode})")
+    return result
+
+
+def storm_line(name: str, r: dict[str, Any]) -> str:
+    dropped = ", ".join(f"{v} x {k}" for k, v in r["dropped"].items()) or "none"
+    failed = ", ".join(f"{v} x {k}" for k, v in r["failed"].items()) or "none"
+    return (
+        f"  {name:<8} welcomed {r['welcomed']}/{r['clients']}, last welcome after "
+        f"{r['last_welcome_s']:6.2f} s (per connect p50 {r['welcome_p50_ms']} ms, p99 "
+        f"{r['welcome_p99_ms']} ms) | closed by the server in the next {r['hold_s']:.0f} s: "
+        f"{dropped} | not welcomed: {failed} | pings answered: {r['pings_answered']}"
+    )
+
+
+async def process_bench(args: argparse.Namespace) -> None:
+    """The hub as ``catalyst run`` (or the Procfile's web role with ``--web-role``)
+    and the design document's server (``bench/design_server.py``), each in its own
+    process, measured by the same client processes in one run."""
+    role = args.web_role or "run"
+    storm_sizes: list[int] = args.storm or []
+    fan_sizes: list[int] = args.clients or ([] if storm_sizes else [2000, 5000])
+    biggest = max(storm_sizes + fan_sizes)
+    limit = raise_nofile(biggest * 2 + 2000)
+    folder = Path(tempfile.mkdtemp(prefix="ws-storm-"))
+    env = hub_env(folder, biggest)
+    catalyst_cli(["db", "upgrade"], env, folder)
+    catalyst_cli(["user", "create", "bench"], env, folder)
+    out = catalyst_cli(["key", "create", "bench", "--scope", "read,publish"], env, folder)
+    key = out.strip().splitlines()[-1].strip()
+    hub_port, design_port = free_port(), free_port()
+    command = hub_command(role, hub_port)
+    hub = await asyncio.create_subprocess_exec(*command, env=env, cwd=folder)
+    spy = None
+    spy_out = str(Path.cwd() / args.py_spy) if args.py_spy else ""
+    if args.py_spy:  # collapsed stacks of the hub process, for flamegraph.pl or a grep
+        spy = await asyncio.create_subprocess_exec(
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(hub.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--output",
+            spy_out,
+            stdout=subprocess.DEVNULL,
+        )
+    design = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "design_server.py"),
+        "--port",
+        str(design_port),
+        "--signals",
+        "100",
+        "--users",
+        str(biggest),
+        "--api-key",
+        DESIGN_KEY,
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    )
+    floor_peers: list[asyncio.Transport] = []
+    floor_server = await asyncio.get_running_loop().create_server(
+        lambda: FloorPeer(floor_peers), "127.0.0.1", 0, backlog=4096
+    )
+    floor_port = floor_server.sockets[0].getsockname()[1]
+    floor_t0: dict[str, int] = {}
+    summary: list[str] = []
+    print(
+        f"hub: {' '.join([Path(command[0]).name, *command[1:]])}"
+        f" (port {hub_port}); design document's server: bench/design_server.py (port "
+        f"{design_port}); RLIMIT_NOFILE {limit}; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    try:
+        await wait_listening(hub_port, hub)
+        await wait_listening(design_port, design)
+        for count in storm_sizes:
+            lines = [
+                f"storm N={count}: {args.connectors} parallel connectors, then {args.hold:.0f} s "
+                "held (pings answered)"
+            ]
+            results = {}
+            for name, port, k, per_client in (
+                ("hub", hub_port, key, False),
+                ("design", design_port, DESIGN_KEY, True),
+            ):
+                await settle(port)
+                results[name] = await run_child(
+                    [
+                        "--storm-worker",
+                        "--port",
+                        str(port),
+                        "--key",
+                        k,
+                        "--clients",
+                        str(count),
+                        "--connectors",
+                        str(args.connectors),
+                        "--hold",
+                        str(args.hold),
+                        *(["--per-client-keys"] if per_client else []),
+                    ]
+                )
+                lines.append(storm_line(name, results[name]))
+            hub_s = results["hub"]["last_welcome_s"]
+            design_s = results["design"]["last_welcome_s"]
+            lines.append(
+                f"  last welcome, design / hub: {design_s / max(hub_s, 1e-9):.2f}x "
+                "(above 1: the hub is faster)"
+            )
+            print("\n".join(lines), flush=True)
+            summary.extend(lines)
+        for count in fan_sizes:
+            await settle(hub_port)
+            await settle(design_port)
+            n_rounds = args.rounds or (20 if count <= 2000 else 12)
+            floor_t0.clear()
+            floor_peers.clear()
+
+            def on_mode(event: dict[str, Any]) -> None:
+                if event["mode"] == "floor":
+                    frame = text_frame(floor_message(event["id"]).encode())
+                    floor_t0[event["id"]] = time.monotonic_ns()
+                    for peer in floor_peers:
+                        peer.write(frame)
+
+            result = await run_child(
+                [
+                    "--worker",
+                    "--port",
+                    str(hub_port),
+                    "--key",
+                    key,
+                    "--design-port",
+                    str(design_port),
+                    "--design-key",
+                    DESIGN_KEY,
+                    "--floor-port",
+                    str(floor_port),
+                    "--clients",
+                    str(count),
+                    "--rounds",
+                    str(n_rounds),
+                    *(["--busy-poll"] if args.busy_poll else []),
+                ],
+                on_mode,
+            )
+            lines = [
+                f"fan-out N={count} ({role}): {n_rounds} signals each; connected in "
+                f"{result['connect_seconds']} s (hub), {result['design_connect_seconds']} s "
+                f"(design); closed early: hub {result['closed_early']}, design "
+                f"{result['design_closed_early']}"
+            ]
+            p50s = {}
+            for mode in ("hub", "design"):
+                e2e = [(r["t_last"] - r["t0"]) / 1e6 for r in result[mode]]
+                post = [(r["t_post"] - r["t0"]) / 1e6 for r in result[mode]]
+                p50s[mode] = statistics.median(e2e)
+                lines.append(
+                    f"  {mode:<10}  POST sent -> last client: p50 {percentile(e2e, 50):7.1f} ms"
+                    f"  p99 {percentile(e2e, 99):7.1f} ms | POST answered p50 "
+                    f"{percentile(post, 50):6.1f} ms"
+                )
+            floor = [(r["t_last"] - floor_t0[r["id"]]) / 1e6 for r in result["floor"]]
+            lines.append(
+                f"  {'bare socket':<10}  first write -> last client: p50 "
+                f"{percentile(floor, 50):7.1f} ms  p99 {percentile(floor, 99):7.1f} ms "
+                "(no framework: this machine's floor)"
+            )
+            lines.append(
+                f"  design / hub p50: {p50s['design'] / p50s['hub']:.2f}x (goal: 3x); "
+                f"design / floor: {p50s['design'] / statistics.median(floor):.2f}x"
+            )
+            print("\n".join(lines), flush=True)
+            summary.extend(lines)
+    finally:
+        floor_server.close()
+        if spy is not None and spy.returncode is None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
+        for proc in (hub, design):
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\nsummary:")
+    print("\n".join(summary))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, action="append", help="N (repeatable)")
@@ -746,17 +1284,59 @@ def main() -> None:
         help="the selectors-loop receiver polls without sleeping (select(0)), so the "
         "server's writes never have to wake it up",
     )
+    parser.add_argument(
+        "--storm",
+        type=int,
+        action="append",
+        metavar="N",
+        help="connect storm of N clients (repeatable), against the hub and the design "
+        "document's server (bench/design_server.py), each in its own process",
+    )
+    parser.add_argument(
+        "--vs-design",
+        action="store_true",
+        help="fan-out against the hub in its own process (catalyst run, or --web-role) and "
+        "the design document's server, same run (N from --clients, default 2000 and 5000)",
+    )
+    parser.add_argument(
+        "--web-role",
+        nargs="?",
+        const="procfile",
+        choices=["procfile", "uvicorn"],
+        help="run the hub as the Procfile's web command (default), or as the bare "
+        "`uvicorn --factory hub.web:create_app` of hub/web.py, instead of `catalyst run`",
+    )
+    parser.add_argument("--connectors", type=int, default=32, help="storm: parallel connectors")
+    parser.add_argument(
+        "--hold", type=float, default=30.0, help="storm: seconds the clients stay, pinged"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="record the hub process with py-spy (collapsed stacks) into FILE",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--storm-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--per-client-keys", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--floor-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--design-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--design-key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.storm_worker:
+        args.clients = args.clients[0]
+        asyncio.run(storm_worker(args))
+        return
     if args.worker:
         args.clients = args.clients[0]
         if args.asyncio_client:
             asyncio.run(worker(args))
         else:
             lean_worker(args)
+        return
+    if args.storm or args.vs_design or args.web_role:
+        asyncio.run(process_bench(args))
         return
     import logging
 

@@ -27,6 +27,14 @@ enforce, because uvicorn does not:
   on the host can pose as any client address (and dodge the per-address limits).
 * no logging of request URLs with their query string: ``?token=`` carries keys
   (or a log format that strips ``$args``).
+
+The broadcast's fast path (:mod:`api.fastsend`: pre-built frames written straight
+to each socket) is active here too, with uvicorn's default ``--ws auto`` (its
+sans-I/O protocol), through :class:`api.fastsend.FastSendMiddleware`; that also
+raises the protocol pings' pong deadline to ``api.heartbeat_timeout_seconds``
+whatever ``--ws-ping-timeout`` says, so a busy loop does not close healthy
+clients with 1011. With ``--ws wsproto`` or ``--ws websockets`` every send goes
+through ASGI (slower fan-out, same messages).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.fastsend import FastSendMiddleware
 from api.server import install_log_redaction
 from core.logs import configure_logging
 from core.settings import load_settings
@@ -66,4 +75,7 @@ def create_app() -> FastAPI:
             await hub.stop()
 
     app.router.lifespan_context = lifespan
+    # Outermost: the broadcast's pre-built frames (api.fastsend) under uvicorn's own
+    # WebSocket protocol, and its keepalive pong deadline no shorter than the app's.
+    app.add_middleware(FastSendMiddleware, ping_timeout=settings.api.heartbeat_timeout_seconds)
     return app
