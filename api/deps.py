@@ -27,6 +27,12 @@ def get_ctx(request: Request) -> HubContext:
     return ctx
 
 
+async def _ctx(request: Request) -> HubContext:
+    """``get_ctx`` as a dependency: async, or FastAPI would run it in a worker thread
+    (a thread hop on every request)."""
+    return get_ctx(request)
+
+
 def rate_key(principal: Principal) -> tuple[str, int]:
     """What the REST limit counts against: the API key, else the user (a JWT without one)."""
     if principal.key_id is not None:
@@ -77,7 +83,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     return _check
 
 
-Ctx = Annotated[HubContext, Depends(get_ctx)]
+Ctx = Annotated[HubContext, Depends(_ctx)]
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 Reader = Annotated[Principal, Depends(require("read"))]
 FeedbackWriter = Annotated[Principal, Depends(require("feedback"))]

@@ -34,10 +34,9 @@ from api.schemas import (
     TokenResponse,
     UserConfig,
 )
-from api.streams import set_user_filter, user_stream
+from api.streams import update_user_filter, user_stream
 from api.ws import ConnectionManager
 from core.auth import KEY_PREFIX
-from core.filters import SignalFilter
 
 router = APIRouter(prefix="/api/v1", tags=["account"])
 
@@ -67,10 +66,11 @@ async def get_config(ctx: Ctx, principal: Reader) -> ConfigResponse:
 async def update_config(
     config: UserConfig, ctx: Ctx, principal: Reader, request: Request
 ) -> ConfigUpdated:
-    """Replace your stream filter; open WebSocket connections use it at once."""
-    flt = SignalFilter.from_mapping(config.filters.model_dump(exclude_none=True))
-    stored = await set_user_filter(ctx, principal.user.id, flt)
-    _manager(request).set_user_filter(principal.user.id, stored)
+    """Change your stored stream filter: only the fields given (``null`` clears one).
+    It is what REST reads and new WebSocket connections start with; open connections
+    keep the filter they subscribed with."""
+    changes = config.filters.model_dump(exclude_unset=True)
+    stored = await update_user_filter(ctx, principal.user.id, changes)
     return ConfigUpdated(
         status="updated",
         user_id=principal.user.id,

@@ -12,7 +12,7 @@ from api.deps import Ctx, Publisher, Reader
 from api.schemas import ErrorResponse, IngestReceipt, SignalIn, SignalOut
 from api.streams import user_stream
 from core.errors import InvalidInput
-from core.signals import is_signal_id, normalize_ticker
+from core.signals import Signal, is_signal_id, normalize_ticker
 
 MAX_LIMIT = 100
 MAX_SEQ = 2**63 - 1
@@ -45,7 +45,6 @@ def _aware(value: datetime) -> datetime:
 async def list_signals(
     ctx: Ctx,
     principal: Reader,
-    response: Response,
     limit: Annotated[int, Query(description="How many, 1 to 100.")] = 50,
     since: Annotated[
         datetime | None, Query(description="Only signals after this ISO timestamp.")
@@ -54,7 +53,7 @@ async def list_signals(
     after_seq: Annotated[
         int | None, Query(ge=0, le=MAX_SEQ, description="Replay cursor: only seq above this.")
     ] = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     """Signals that pass the caller's own stream filter (``GET /api/v1/config``).
 
     Without ``after_seq``: the newest ``limit``, newest first. With ``after_seq``:
@@ -71,18 +70,23 @@ async def list_signals(
         except ValueError as exc:
             raise HTTPException(400, f"ticker: {exc}") from None
     stream = await user_stream(ctx, principal.user.id)
-    signals = await ctx.services.signals.query(
-        limit=limit,
-        flt=stream.filter,
-        since=_aware(since) if since is not None else None,
-        ticker=symbol,
-        after_seq=after_seq,
-        ascending=after_seq is not None,
-    )
+    query: dict[str, Any] = {
+        "limit": limit,
+        "flt": stream.filter,
+        "since": _aware(since) if since is not None else None,
+        "ticker": symbol,
+        "after_seq": after_seq,
+        "ascending": after_seq is not None,
+    }
+    # The newest signals are in memory; the database answers what they cannot.
+    signals = ctx.recent.query(**query)
+    if signals is None:
+        signals = await ctx.services.signals.query(**query)
+    headers: dict[str, str] = {}
     if after_seq is not None:
         last = max((s.seq or 0 for s in signals), default=after_seq)
-        response.headers["X-Next-After-Seq"] = str(max(last, after_seq))
-    return [s.to_public() for s in signals]
+        headers["X-Next-After-Seq"] = str(max(last, after_seq))
+    return _json(signals, headers)
 
 
 @router.get(
@@ -91,11 +95,18 @@ async def list_signals(
     responses={**_ERRORS, 404: {"model": ErrorResponse}},
     summary="One signal by its id",
 )
-async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> dict[str, Any]:
+async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> Response:
     if not is_signal_id(signal_id):
         raise HTTPException(404, "no such signal: signal ids are 1-128 letters, digits and ._:-")
-    signal = await ctx.services.signals.get(signal_id)
-    return signal.to_public()
+    signal = ctx.recent.get(signal_id) or await ctx.services.signals.get(signal_id)
+    return Response(signal.public_json, media_type="application/json")
+
+
+def _json(signals: list[Signal], headers: dict[str, str]) -> Response:
+    """The response FastAPI would build from ``list[SignalOut]``, from each signal's
+    JSON serialized once (``Signal.public_json``, the same pydantic-core bytes)."""
+    body = b"[" + b",".join([s.public_json for s in signals]) + b"]"
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(

@@ -495,7 +495,7 @@ class _Session:
     async def handle(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind == "subscribe":
-            await self.subscribe(data.get("filters"))
+            await self.subscribe(data.get("filters"), data.get("persist", True))
         elif kind == "feedback":
             await self.feedback(data)
         elif kind == "resume":
@@ -512,25 +512,35 @@ class _Session:
                 _error(f"unknown message type {shown!r}; use one of {', '.join(MESSAGE_TYPES)}")
             )
 
-    async def subscribe(self, filters: Any) -> None:
+    async def subscribe(self, filters: Any, persist: Any = True) -> None:
+        """This connection's filter, at once (the user's other connections keep theirs).
+        Unless ``"persist": false`` it is also stored as the user's default: what new
+        connections and REST reads start with."""
+        if not isinstance(persist, bool):
+            self.send(_error("persist must be true or false"))
+            return
         flt = SignalFilter.from_mapping(filters if filters is not None else {})
         user_id = self.client.user_id
-        writes = self.manager.filter_write_limiter
-        if writes.hit(user_id) > 0:
-            # Per user, all connections together: reconnecting must not dodge it.
-            self.send(
-                _error(
-                    f"subscribe rate limit: at most {writes.max_events} filter changes per "
-                    "second per user; this one was ignored"
+        if persist:
+            writes = self.manager.filter_write_limiter
+            if writes.hit(user_id) > 0:
+                # Per user, all connections together: reconnecting must not dodge it.
+                self.send(
+                    _error(
+                        f"subscribe rate limit: at most {writes.max_events} stored filter "
+                        "changes per second per user; this one was ignored (send "
+                        '"persist": false to change only this connection)'
+                    )
                 )
-            )
+                return
+            async with self.manager.filter_lock(user_id):
+                if self.stopped:
+                    return  # the client left while this waited: never overwrite a later one
+                flt = await set_user_filter(self.ctx, user_id, flt)
+        if self.stopped:
             return
-        async with self.manager.filter_lock(user_id):
-            if self.stopped:
-                return  # the client left while this waited: never overwrite a later filter
-            stored = await set_user_filter(self.ctx, user_id, flt)
-            self.manager.set_user_filter(user_id, stored)
-        self.send({"type": "subscribed", "filters": stored.to_mapping()})
+        self.client.set_filter(flt)
+        self.send({"type": "subscribed", "filters": flt.to_mapping(), "persisted": persist})
 
     async def feedback(self, data: dict[str, Any]) -> None:
         if not self.client.principal.has("feedback"):

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.filters import SignalFilter
 from core.services.feedback import GroupStats, OutcomeStats, UserStats
@@ -113,9 +113,25 @@ class FilterModel(BaseModel):
 
 
 class UserConfig(BaseModel):
-    """The user's preferences for the API and WebSocket stream."""
+    """The user's preferences for the API and WebSocket stream (the design document's
+    ``{"filters": {...}}``). In an update only the filter fields given change; an
+    explicit ``null`` clears one."""
+
+    model_config = ConfigDict(extra="forbid")
 
     filters: FilterModel = Field(default_factory=FilterModel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _filters_wrapper(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            loose = [k for k in data if k != "filters" and k in FilterModel.model_fields]
+            if loose:
+                raise ValueError(
+                    f'{", ".join(loose)}: filter fields go under "filters", e.g. '
+                    f'{{"filters": {{"{loose[0]}": ...}}}}'
+                )
+        return data
 
 
 class ConfigResponse(BaseModel):

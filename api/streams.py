@@ -1,24 +1,38 @@
-"""The user's API/WebSocket stream subscription (created on first use; the core
-service handles two first uses racing)."""
+"""The user's API/WebSocket stream subscription.
+
+Reading it never writes (:class:`core.streams.StreamFilters`: a user without a row
+has the default, empty filter); the row is created only where a write is wanted
+anyway, when the filter is set (the core service handles two first uses racing)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from core.context import HubContext
 from core.filters import SignalFilter
-from core.router import STREAM_PLATFORM
 from core.services.subscriptions import SubscriptionInfo
 
 
 async def user_stream(ctx: HubContext, user_id: int) -> SubscriptionInfo:
-    """Read first: only a missing or inactive stream needs the service's write
-    transaction (on SQLite it takes the write lock, which every WebSocket connect
-    and REST read would otherwise contend for with publishing)."""
-    info = await ctx.services.subscriptions.get(STREAM_PLATFORM, str(user_id))
-    if info is not None and info.active and info.user_id == user_id:
-        return info
-    return await ctx.services.subscriptions.stream(user_id)
+    """The user's stream as REST reads and WebSocket connects apply it. No write: on
+    SQLite one would queue every reader behind the single write lock."""
+    return await ctx.streams.get(user_id)
 
 
 async def set_user_filter(ctx: HubContext, user_id: int, flt: SignalFilter) -> SignalFilter:
-    await user_stream(ctx, user_id)
-    return await ctx.services.subscriptions.set_stream_filter(user_id, flt)
+    try:
+        return await ctx.services.subscriptions.set_stream_filter(user_id, flt)
+    finally:
+        ctx.streams.forget(user_id)
+
+
+async def update_user_filter(
+    ctx: HubContext, user_id: int, changes: Mapping[str, Any]
+) -> SignalFilter:
+    """Change only the given fields of the user's stored filter (None clears one), in
+    one transaction, so two updates of different fields never undo each other."""
+    try:
+        return await ctx.services.subscriptions.update_stream_filter(user_id, changes)
+    finally:
+        ctx.streams.forget(user_id)

@@ -679,11 +679,6 @@ class ConnectionManager:
         if client.enqueue(dumps(payload)):
             self._metrics.ws_messages_sent.labels(type=str(payload.get("type", "other"))).inc()
 
-    def set_user_filter(self, user_id: int, flt: SignalFilter) -> None:
-        """The user's stored stream filter changed: every connection of theirs uses it now."""
-        for client in self._by_user.get(user_id, ()):
-            client.set_filter(flt)
-
     def on_signal(self, signal: Signal) -> None:
         """Bus listener: note the signal; it is fanned out on this loop turn's flush,
         so the publisher (an ingest request, the scheduler) never waits for clients."""

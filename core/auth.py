@@ -12,6 +12,7 @@ is created; dropped at use if the user is no longer an admin).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -49,6 +50,8 @@ CLOCK_SKEW_SECONDS = 30
 MAX_ID = 2**63 - 1
 #: Ids per ``IN (...)`` of the batched credential check.
 CHECK_CHUNK = 500
+#: Credentials remembered by the authentication cache (the oldest go first).
+CACHE_SIZE = 10_000
 
 
 def hash_key(key: str) -> str:
@@ -172,11 +175,101 @@ class KeyInfo:
 
 
 class AuthService:
-    def __init__(self, db: Database, jwt_secret: str, token_ttl_minutes: int = 60) -> None:
+    """Keys, tokens and who they belong to.
+
+    :meth:`authenticate` remembers each credential it verified for ``cache_seconds``
+    (keyed by the credential's SHA-256, never the credential itself), so the requests
+    of a busy client cost no database read. That is also how long a key revoked by
+    another process (the CLI) keeps working for new requests here; a revocation in
+    this process ends it at once, and open WebSockets are re-checked against the
+    database regardless (``api.ws``). A cached JWT never outlives its ``exp``.
+    Recording a key's last use (once a minute) runs in the background, off the
+    request's path: reads never wait for a write."""
+
+    def __init__(
+        self,
+        db: Database,
+        jwt_secret: str,
+        token_ttl_minutes: int = 60,
+        *,
+        cache_seconds: float = 0.0,
+    ) -> None:
         self._db = db
         self._secret = jwt_secret
         self._ttl = timedelta(minutes=token_ttl_minutes)
         self._jws = PyJWS()
+        self._cache_seconds = cache_seconds
+        #: SHA-256 of a credential -> (monotonic deadline, principal); insertion order.
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        #: Key id -> monotonic time its last use was last recorded (or attempted).
+        self._stamped: dict[int, float] = {}
+        self._stamping: set[asyncio.Task[None]] = set()
+        #: Credentials being checked now (SHA-256 -> the answer), shared by askers.
+        self._asking: dict[str, asyncio.Future[Principal | None]] = {}
+
+    @property
+    def cache_seconds(self) -> float:
+        return self._cache_seconds
+
+    def forget(self, *, key_id: int | None = None, user_id: int | None = None) -> None:
+        """Drop cached credentials of a key or a user (after a change in this process)."""
+        for digest, (_deadline, p) in list(self._cache.items()):
+            if (key_id is not None and p.key_id == key_id) or (
+                user_id is not None and p.user.id == user_id
+            ):
+                self._cache.pop(digest, None)
+
+    def _cached(self, digest: str, now: float) -> Principal | None:
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        deadline, principal = entry
+        if now >= deadline or principal.expired():
+            self._cache.pop(digest, None)
+            return None
+        return principal
+
+    def _remember(self, digest: str, principal: Principal, now: float) -> None:
+        if self._cache_seconds <= 0:
+            return
+        self._cache.pop(digest, None)
+        if len(self._cache) >= CACHE_SIZE:
+            for old in [d for d, (deadline, _p) in self._cache.items() if deadline <= now]:
+                del self._cache[old]
+            while len(self._cache) >= CACHE_SIZE:
+                del self._cache[next(iter(self._cache))]
+        self._cache[digest] = (now + self._cache_seconds, principal)
+
+    def _stamp_later(self, key_id: int | None, last_used_at: datetime | None = None) -> None:
+        """Record the key's use in the background, at most once a minute per key."""
+        if key_id is None:
+            return
+        now = time.monotonic()
+        granularity = LAST_USED_GRANULARITY.total_seconds()
+        last = self._stamped.get(key_id)
+        if last is not None and now - last < granularity:
+            return
+        stamp = utcnow()
+        if (
+            last is None
+            and last_used_at is not None
+            and stamp - last_used_at < LAST_USED_GRANULARITY
+        ):
+            # Stamped recently (by another process or before a restart).
+            self._stamped[key_id] = now - (stamp - last_used_at).total_seconds()
+            return
+        self._stamped[key_id] = now
+        if len(self._stamped) > CACHE_SIZE:
+            for old in [k for k, t in self._stamped.items() if now - t >= granularity]:
+                del self._stamped[old]
+        task = asyncio.get_running_loop().create_task(self._touch(key_id, stamp))
+        self._stamping.add(task)
+        task.add_done_callback(self._stamping.discard)
+
+    async def settle(self) -> None:
+        """Wait for the last-use stamps in flight (shutdown, tests)."""
+        while self._stamping:
+            await asyncio.gather(*list(self._stamping), return_exceptions=True)
 
     # ---- API keys -------------------------------------------------------
     async def create_key(
@@ -217,9 +310,7 @@ class AuthService:
             user = await users_repo.get_user(row.user_id, session=session)
             if user is None:
                 return None
-        now = utcnow()
-        if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-            await self._touch(row.id, now)  # at most one write a minute per key
+        self._stamp_later(row.id, row.last_used_at)  # in the background, once a minute
         return Principal(UserRef.of(user), _scopes_for(row.scopes, user.is_admin), row.id)
 
     async def _touch(self, key_id: int | None, now: datetime) -> None:
@@ -241,7 +332,9 @@ class AuthService:
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 session.add(row)
-            return _info(row)
+            info = _info(row)
+        self.forget(key_id=key_id)
+        return info
 
     async def list_keys(self, user_id: int) -> list[KeyInfo]:
         async with self._db.session() as session:
@@ -348,14 +441,47 @@ class AuthService:
         credential = (credential or "").strip()
         if not credential or len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
             return None
-        if credential.startswith(KEY_PREFIX):
-            return await self.authenticate_key(credential)
-        return await self.authenticate_token(credential)
+        digest = hash_key(credential)
+        now = time.monotonic()
+        principal = self._cached(digest, now)
+        if principal is not None:
+            if credential.startswith(KEY_PREFIX):
+                self._stamp_later(principal.key_id)
+            return principal
+        asking = self._asking.get(digest)
+        if asking is not None:  # the same credential is being checked: share the answer
+            return await asyncio.shield(asking)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._asking[digest] = future
+        try:
+            if credential.startswith(KEY_PREFIX):
+                principal = await self.authenticate_key(credential)
+            else:
+                principal = await self.authenticate_token(credential)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+            raise
+        finally:
+            del self._asking[digest]
+        future.set_result(principal)
+        if principal is not None:
+            self._remember(digest, principal, now)
+        return principal
 
     @staticmethod
     def require(principal: Principal, scope: str) -> None:
         if not principal.has(scope):
             raise PermissionDenied(f"this key lacks the {scope!r} scope")
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared answer's exception as seen (its askers get it; there may be none)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _info(row: ApiKey) -> KeyInfo:

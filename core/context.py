@@ -10,8 +10,10 @@ from core.dispatcher import Dispatcher
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
+from core.recent import RecentSignals
 from core.services import HubServices
 from core.settings import Settings
+from core.streams import StreamFilters
 from storage.database import Database
 from storage.notify import NotifyListener
 
@@ -28,5 +30,9 @@ class HubContext:
     metrics: Metrics
     #: Feeds ``bus`` in seq order with every signal, whoever published it.
     tail: SignalTail
+    #: The newest signals in memory (fed by ``bus``) for REST reads.
+    recent: RecentSignals
+    #: Users' stream filters, read without writing and remembered briefly.
+    streams: StreamFilters
     #: PostgreSQL LISTEN connection (None on SQLite or with live.listen off).
     listener: NotifyListener | None = None

@@ -15,12 +15,31 @@ value into a :class:`~core.errors.ConfigError` whose message names the key.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import json
+import math
+import os
 import tomllib
+from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from core.errors import ConfigError
 
@@ -28,6 +47,49 @@ from core.errors import ConfigError
 PLACEHOLDER_SECRETS = frozenset(
     {"", "secret", "changeme", "change-me", "change_me", "dev", "development", "placeholder"}
 )
+
+
+#: Least estimated entropy, in bits, of a production JWT secret.
+MIN_SECRET_BITS = 90
+
+
+def _comma_list(value: Any) -> Any:
+    """A list from the environment: ``a,b`` or JSON ``["a","b"]`` (TOML lists pass)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError('is not a JSON list; write a,b or ["a","b"]') from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+#: Lists that an environment variable may give as comma-separated values.
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+IntList = Annotated[list[int], NoDecode, BeforeValidator(_comma_list)]
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why ``secret`` is too weak for production, or None. A random secret of 32+
+    characters (``python -c "import secrets; print(secrets.token_urlsafe(32))"``)
+    passes; placeholders, short ones, repeated units, runs such as ``abcdef...``
+    and low-entropy text do not."""
+    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is a placeholder"
+    if len(secret) < 32:
+        return "is shorter than 32 characters"
+    if secret in (secret + secret)[1:-1]:
+        return "repeats a shorter part"
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in itertools.pairwise(secret))
+    if steps * 2 > len(secret) - 1:
+        return "is mostly runs of neighbouring characters"
+    counts = Counter(secret)
+    bits = -sum(n * math.log2(n / len(secret)) for n in counts.values())
+    if bits < MIN_SECRET_BITS:
+        return f"looks like about {bits:.0f} bits of entropy, under {MIN_SECRET_BITS}"
+    return None
 
 
 class _Section(BaseModel):
@@ -111,6 +173,9 @@ class LiveSettings(_Section):
     poll_seconds: float = Field(default=0.25, gt=0, le=60)
     #: PostgreSQL with ``listen``: a safety poll, so a lost notification costs latency only.
     fallback_poll_seconds: float = Field(default=2.0, gt=0, le=600)
+    #: Newest signals kept in memory per API process (fed by the live feed) to answer
+    #: REST reads without the database when they cover the query; 0 turns it off.
+    recent_signals: int = Field(default=2000, ge=0, le=100_000)
 
 
 class ClusterSettings(_Section):
@@ -134,7 +199,7 @@ class ApiSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: StrList = Field(default_factory=list)
     #: Seconds between WebSocket heartbeats, and of silence before closing (4000).
     heartbeat_seconds: float = Field(default=30.0, gt=0)
     heartbeat_timeout_seconds: float = Field(default=120.0, gt=0)
@@ -158,7 +223,7 @@ class ApiSettings(_Section):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     #: Reverse proxies (addresses or CIDR networks, "*" for any) whose X-Forwarded-For
     #: and X-Forwarded-Proto are believed. Empty: the TCP peer is the client.
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: StrList = Field(default_factory=list)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -179,6 +244,10 @@ class AuthSettings(_Section):
     #: HS256 secret for JWTs. Must be set (32+ characters) outside development.
     jwt_secret: SecretStr = SecretStr("")
     token_ttl_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    #: How long a verified API key or JWT (and its user) is remembered per process, so
+    #: repeated requests skip the database; also how long a key revoked by another
+    #: process keeps working for new REST requests. 0 turns the cache off.
+    cache_seconds: float = Field(default=2.0, ge=0, le=30)
 
 
 class LimitsSettings(_Section):
@@ -208,18 +277,23 @@ class TelegramSettings(_Section):
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str = ""
     secret_token: SecretStr = SecretStr("")
-    admin_user_ids: list[int] = Field(default_factory=list)
+    admin_user_ids: IntList = Field(default_factory=list)
 
 
 class DiscordSettings(_Section):
     enabled: bool = False
     token: SecretStr = SecretStr("")
-    guild_ids: list[int] = Field(default_factory=list)
-    admin_user_ids: list[int] = Field(default_factory=list)
+    guild_ids: IntList = Field(default_factory=list)
+    admin_user_ids: IntList = Field(default_factory=list)
 
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -262,11 +336,12 @@ class Settings(BaseSettings):
     def check_secrets(self) -> None:
         """Refuse placeholder secrets in production."""
         if self.env == "production":
-            secret = self.auth.jwt_secret.get_secret_value()
-            if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+            reason = weak_secret_reason(self.auth.jwt_secret.get_secret_value())
+            if reason is not None:
                 raise ConfigError(
-                    "auth.jwt_secret: production needs a random secret of at least 32 "
-                    "characters (set CATALYST_AUTH__JWT_SECRET)"
+                    f"auth.jwt_secret: {reason}; production needs a random secret of at "
+                    "least 32 characters (set CATALYST_AUTH__JWT_SECRET, e.g. to the output "
+                    'of python -c "import secrets; print(secrets.token_urlsafe(32))")'
                 )
         if self.telegram.enabled and not self.telegram.token.get_secret_value():
             raise ConfigError("telegram.token: required when telegram.enabled is true")
@@ -283,6 +358,16 @@ class Settings(BaseSettings):
         return self.database.url.startswith("sqlite")
 
 
+def _env_name(loc: tuple[int | str, ...]) -> str | None:
+    """The CATALYST_* variable that set the value at ``loc``, if one did."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    for depth in range(len(parts), 0, -1):
+        name = "CATALYST_" + "__".join(parts[:depth]).upper()
+        if any(key.upper() == name for key in os.environ):
+            return name
+    return None
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -290,6 +375,9 @@ def _describe(exc: ValidationError) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        env = _env_name(err["loc"])
+        if env is not None:
+            key = f"{key} (from {env})"
         lines.append(f"{key}: {msg}")
     return "invalid configuration: " + "; ".join(lines)
 
@@ -320,5 +408,7 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # an environment value that is not the JSON it needs
+        raise ConfigError(f"invalid configuration: {exc}") from None
     settings.check_secrets()
     return settings

@@ -20,8 +20,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import InvalidInput
@@ -203,8 +205,17 @@ class Signal(BaseModel):
             placeholder = {"metadata_error": "stored metadata cannot be served (too deep)"}
             return self.model_copy(update={"metadata": placeholder}).model_dump(mode="json")
 
+    @cached_property
+    def public_json(self) -> bytes:
+        """:meth:`to_public` as compact JSON bytes, serialized once per signal object:
+        what REST serves (the same bytes as the API's ``SignalOut`` serializer, both
+        pydantic-core) and what the WebSocket ``data`` could reuse."""
+        return pydantic_core.to_json(self.to_public())
+
     def with_seq(self, seq: int) -> Signal:
-        return self.model_copy(update={"seq": seq})
+        copy = self.model_copy(update={"seq": seq})
+        copy.__dict__.pop("public_json", None)  # model_copy copies a cached form too
+        return copy
 
 
 def clean_metadata(value: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from core.errors import ConfigError
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
+from core.recent import RecentSignals
 from core.services import HubServices
 from core.settings import Settings
+from core.streams import StreamFilters
 from storage.database import Database
 from storage.migrate import SchemaNotCurrent, check_current, upgrade
 from storage.notify import NotifyListener
@@ -58,16 +60,24 @@ def build_context(settings: Settings) -> HubContext:
         # A signal published by any process wakes this process's senders at once.
         listener.add(lambda _payload: dispatcher.wake())
     publisher = Publisher(db, feed=tail, metrics=metrics, on_enqueued=dispatcher.wake)
+    services = HubServices.build(db)
     return HubContext(
         settings=settings,
         db=db,
-        services=HubServices.build(db),
-        auth=AuthService(db, jwt_secret_for(settings), settings.auth.token_ttl_minutes),
+        services=services,
+        auth=AuthService(
+            db,
+            jwt_secret_for(settings),
+            settings.auth.token_ttl_minutes,
+            cache_seconds=settings.auth.cache_seconds,
+        ),
         publisher=publisher,
         dispatcher=dispatcher,
         bus=bus,
         metrics=metrics,
         tail=tail,
+        recent=RecentSignals(db, bus, settings.live.recent_signals),
+        streams=StreamFilters(services.subscriptions, settings.auth.cache_seconds),
         listener=listener,
     )
 

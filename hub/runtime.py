@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -107,6 +108,7 @@ class Hub:
         ctx = self.build()
         settings = self.settings
         self._stops.append(ctx.db.dispose)
+        self._stops.append(ctx.auth.settle)  # last-use stamps in flight, before the dispose
         await prepare_database(ctx)
         if not settings.auth.jwt_secret.get_secret_value():
             log.warning(
@@ -158,6 +160,9 @@ class Hub:
             # Every signal, whoever published it, reaches this process's WebSocket clients.
             await ctx.tail.start()
             self._stops.append(ctx.tail.stop)
+            # REST reads of the newest signals from memory (after the tail: see RecentSignals).
+            await ctx.recent.start()
+            self._stops.append(ctx.recent.stop)
             if serve_api:
                 from api.server import ApiServer
 
@@ -245,6 +250,13 @@ class Hub:
                 loop.add_signal_handler(sig, stop_event.set)
         try:
             await self.start()
+            # Everything built so far (modules, the app, the routing index) lives as
+            # long as the process: out of the collector's sight, a full collection
+            # during a connect storm or a fan-out walks only what connections
+            # allocate. Only here, in the process's main: a freeze in a test process
+            # would keep its uncollected garbage forever.
+            gc.collect()
+            gc.freeze()
             await stop_event.wait()
             log.info("shutting down")
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tomllib
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_production_refuses_placeholder_secrets(
 def test_production_accepts_a_real_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CATALYST_ENV", "production")
-    monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", "x" * 16 + "0123456789abcdefghij")
+    monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", secrets.token_urlsafe(32))
     assert load_settings().env == "production"
 
 
@@ -133,3 +134,71 @@ def test_example_config_documents_every_key_with_its_default() -> None:
     example = Settings(**data)
     defaults = Settings()
     assert example.model_dump() == defaults.model_dump()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "a" * 40,
+        "password" * 5,
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+        "x" * 16 + "0123456789abcdefghij",
+        "aabbccddaabbccddaabbccddaabbccdd11",
+    ],
+)
+def test_production_refuses_long_but_weak_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secret: str
+) -> None:
+    """Length alone is not randomness: repeated units, runs and low entropy fail."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_ENV", "production")
+    monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", secret)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "auth.jwt_secret" in str(err.value) and secret not in str(err.value)
+
+
+def test_production_accepts_random_hex_and_urlsafe_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_ENV", "production")
+    for secret in [secrets.token_hex(16) for _ in range(50)] + [secrets.token_urlsafe(32)]:
+        monkeypatch.setenv("CATALYST_AUTH__JWT_SECRET", secret)
+        assert load_settings().env == "production"
+
+
+def test_lists_from_the_environment_may_be_comma_separated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_TELEGRAM__ADMIN_USER_IDS", "1, 2")
+    monkeypatch.setenv("CATALYST_API__CORS_ORIGINS", "http://x.com,https://y.org")
+    monkeypatch.setenv("CATALYST_DISCORD__GUILD_IDS", "[7, 8]")
+    settings = load_settings()
+    assert settings.telegram.admin_user_ids == [1, 2]
+    assert settings.api.cors_origins == ["http://x.com", "https://y.org"]
+    assert settings.discord.guild_ids == [7, 8]
+    (tmp_path / "config.toml").write_text('[api]\ncors_origins = ["http://toml.example"]\n')
+    monkeypatch.delenv("CATALYST_API__CORS_ORIGINS")
+    assert load_settings().api.cors_origins == ["http://toml.example"]
+
+
+def test_errors_name_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_TELEGRAM__ADMIN_USER_IDS", "1,bob")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "telegram.admin_user_ids.1 (from CATALYST_TELEGRAM__ADMIN_USER_IDS)" in str(err.value)
+    monkeypatch.delenv("CATALYST_TELEGRAM__ADMIN_USER_IDS")
+    monkeypatch.setenv("CATALYST_API__PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"api\.port \(from CATALYST_API__PORT\)"):
+        load_settings()
+
+
+def test_logging_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CATALYST_LOGGING__LEVEL", "debug")
+    assert load_settings().logging.level == "DEBUG"

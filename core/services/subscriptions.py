@@ -191,6 +191,11 @@ class SubscriptionService:
         info, _ = await self.subscribe(STREAM_PLATFORM, str(user_id), user_id)
         return info
 
+    async def update_stream_filter(self, user_id: int, changes: Mapping[str, Any]) -> SignalFilter:
+        """Change only the given fields of the user's stream filter (None clears one)."""
+        await self.stream(user_id)
+        return await self.update_filter(STREAM_PLATFORM, str(user_id), changes)
+
     async def set_stream_filter(self, user_id: int, flt: SignalFilter) -> SignalFilter:
         await self.stream(user_id)
         return await self.replace_filter(STREAM_PLATFORM, str(user_id), flt)

@@ -326,13 +326,13 @@ async def test_cross_user_isolation(hub: Hub) -> None:
     )
     alice_stats = (await hub.http.get("/api/v1/stats", headers=auth(alice_key))).json()
     assert alice_stats["wins"] == 1 and alice_stats["losses"] == 0
-    # A user id in the body is not a field: nobody writes someone else's config.
+    # A user id in the body is not a field (422): nobody writes someone else's config.
     sneaky = await hub.http.post(
         "/api/v1/config",
-        json={"user_id": alice.id, "filters": {}},
+        json={"user_id": alice.id, "filters": {"tickers": []}},
         headers=auth(bob_key),
     )
-    assert sneaky.status_code == 200
+    assert sneaky.status_code == 422 and "user_id" in sneaky.text
     alice_config = (await hub.http.get("/api/v1/config", headers=auth(alice_key))).json()
     assert alice_config["filters"]["tickers"] == ["AAPL"]
 

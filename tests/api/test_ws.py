@@ -114,7 +114,9 @@ async def test_empty_filter_gets_everything(hub: Hub) -> None:
     assert [s["signal_id"] for s in await signals_until(ws, "s2")] == ["s0", "s1", "s2"]
 
 
-async def test_subscribe_persists_and_applies_to_all_connections(hub: Hub) -> None:
+async def test_subscribe_applies_to_its_connection_and_persists(hub: Hub) -> None:
+    """The connection's own filter changes; the user's other connections keep theirs
+    (tests/api/test_per_connection_filters.py); new ones start with the stored one."""
     _user, key = await hub.user("alice")
     first = await hub.connect(key)
     second = await hub.connect(key)
@@ -134,8 +136,9 @@ async def test_subscribe_persists_and_applies_to_all_connections(hub: Hub) -> No
     await hub.publish(signal_id="no-low", catalyst_type="FDA", confidence=0.5, price=5)
     await hub.publish(signal_id="no-cat", catalyst_type="EARNINGS", confidence=0.9, price=5)
     await hub.publish(signal_id="yes", catalyst_type="FDA", confidence=0.9, price=5)
-    for ws in (first, second):
-        assert [s["signal_id"] for s in await signals_until(ws, "yes")] == ["yes"]
+    assert [s["signal_id"] for s in await signals_until(first, "yes")] == ["yes"]
+    everything = ["no-low", "no-cat", "yes"]
+    assert [s["signal_id"] for s in await signals_until(second, "yes")] == everything
 
     # A later connection starts with the stored filter.
     third = await hub.connect(key)
@@ -175,13 +178,13 @@ async def test_cross_user_filters_are_isolated(hub: Hub) -> None:
     assert bob_config["filters"]["tickers"] is None
 
 
-async def test_rest_config_change_reaches_open_connections(hub: Hub) -> None:
+async def test_rest_config_change_reaches_new_connections(hub: Hub) -> None:
     _user, key = await hub.user("alice")
-    ws = await hub.connect(key)
-    await recv_json(ws)
     await hub.http.post(
         "/api/v1/config", json={"filters": {"signal_types": ["BUY"]}}, headers=auth(key)
     )
+    ws = await hub.connect(key)
+    await recv_json(ws)
     await hub.publish(signal_id="watch", signal_type="WATCH")
     await hub.publish(signal_id="buy", signal_type="BUY")
     assert [s["signal_id"] for s in await signals_until(ws, "buy")] == ["buy"]
