@@ -12,6 +12,7 @@ from api import routes_account, routes_admin, routes_signals, routes_system, rou
 from api.docs import install_docs
 from api.edge import AuthFailures, EdgeMiddleware
 from api.errors import install_error_handlers
+from api.fast_reads import FastSignalReads
 from api.ratelimit import KeyedRateLimiter
 from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 from core.context import HubContext
@@ -68,8 +69,11 @@ def create_app(
     app.state.rest_limiter = KeyedRateLimiter(ctx.settings.limits.rest_requests_per_minute, 60.0)
     # Failed authentications per client address (EdgeMiddleware feeds it from 401/4001).
     app.state.auth_failures = AuthFailures(api.auth_failures_per_minute, 60.0)
+    # The plain GET /api/v1/signals below FastAPI's routing (api.fast_reads); added
+    # first, so it sits inside the edge and CORS middleware.
+    app.add_middleware(FastSignalReads, ctx=ctx, limiter=app.state.rest_limiter)
     # Body limits and the failed-auth gate, before parsing or authentication. Added
-    # first so it sits inside CORS: its 413/429 answers carry CORS headers too.
+    # before CORS so it sits inside it: its 413/429 answers carry CORS headers too.
     app.add_middleware(
         EdgeMiddleware,
         failures=app.state.auth_failures,

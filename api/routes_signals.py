@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from starlette.exceptions import HTTPException
 
 from api.deps import Ctx, Publisher, Reader
+from api.fast_reads import body_of
 from api.schemas import ErrorResponse, IngestReceipt, SignalIn, SignalOut
 from api.streams import user_stream
 from core.errors import InvalidInput
@@ -105,8 +106,7 @@ async def get_signal(signal_id: str, ctx: Ctx, _principal: Reader) -> Response:
 def _json(signals: list[Signal], headers: dict[str, str]) -> Response:
     """The response FastAPI would build from ``list[SignalOut]``, from each signal's
     JSON serialized once (``Signal.public_json``, the same pydantic-core bytes)."""
-    body = b"[" + b",".join([s.public_json for s in signals]) + b"]"
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body_of(signals), media_type="application/json", headers=headers)
 
 
 @router.post(
