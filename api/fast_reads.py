@@ -133,6 +133,7 @@ class FastSignalReads:
             return False  # the database answers, through the route
         if self.limiter.hit(rate_key(principal)) > 0:
             return False  # the route answers 429 (it counts this request again: over anyway)
+        ctx.receipts.note_many(principal.user.id, [s.seq for s in signals])
         body = body_of(signals)
         headers = [
             (b"content-length", str(len(body)).encode()),

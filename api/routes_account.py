@@ -6,6 +6,7 @@ request, so one user can never read or write another's data.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -102,9 +103,13 @@ async def submit_feedback(body: FeedbackIn, ctx: Ctx, principal: FeedbackWriter)
 
 @router.get("/stats", response_model=StatsOut, responses=_ERRORS)
 async def get_stats(ctx: Ctx, principal: Reader) -> StatsOut:
-    """Your signals received and trade outcome statistics."""
-    stats = await ctx.services.feedback.user_stats(principal.user.id)
-    return StatsOut.for_user(principal.user.id, stats)
+    """Your signals received (chat deliveries, WebSocket and REST; see the README) and
+    trade outcome statistics."""
+    user_id = principal.user.id
+    stats = await ctx.services.feedback.user_stats(user_id)
+    # This process's counts not yet stored (core.receipts stores them every few seconds).
+    stats = replace(stats, signals_received=stats.signals_received + ctx.receipts.pending(user_id))
+    return StatsOut.for_user(user_id, stats)
 
 
 @router.post(

@@ -83,6 +83,7 @@ async def list_signals(
     signals = ctx.recent.query(**query)
     if signals is None:
         signals = await ctx.services.signals.query(**query)
+    ctx.receipts.note_many(principal.user.id, [s.seq for s in signals])
     headers: dict[str, str] = {}
     if after_seq is not None:
         last = max((s.seq or 0 for s in signals), default=after_seq)

@@ -696,14 +696,17 @@ class ConnectionManager:
         frame = text_frame(text.encode())
         seq = signal.seq or 0
         sent = 0
+        note = self._ctx.receipts.note
         for client in self._clients.values():
             matcher = client.matcher
             if matcher is not None and not matcher(signal):
                 continue
             if client.side_buffer is not None:
                 client.buffer_live(seq, text)
+                note(client.user_id, seq)
             elif client.offer(text, frame):
                 client.recent_live.append(seq)
+                note(client.user_id, seq)
                 sent += 1
         if sent:
             self._metrics.ws_messages_sent.labels(type="signal").inc(sent)
@@ -759,6 +762,7 @@ class ConnectionManager:
                     if seq in already_live or not client.wants(signal):
                         continue
                     await client.put(signal_message(signal))
+                    self._ctx.receipts.note(client.user_id, seq)
                     replayed += 1
                     queued += 1
                     if queued % REPLAY_YIELD_EVERY == 0:

@@ -10,6 +10,7 @@ from core.dispatcher import Dispatcher
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
+from core.receipts import StreamReceipts
 from core.recent import RecentSignals
 from core.services import HubServices
 from core.settings import Settings
@@ -34,5 +35,7 @@ class HubContext:
     recent: RecentSignals
     #: Users' stream filters, read without writing and remembered briefly.
     streams: StreamFilters
+    #: Signals users received over the stream (WebSocket, REST), counted in memory.
+    receipts: StreamReceipts
     #: PostgreSQL LISTEN connection (None on SQLite or with live.listen off).
     listener: NotifyListener | None = None

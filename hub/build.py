@@ -13,6 +13,7 @@ from core.errors import ConfigError
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
+from core.receipts import StreamReceipts
 from core.recent import RecentSignals
 from core.services import HubServices
 from core.settings import Settings
@@ -78,6 +79,7 @@ def build_context(settings: Settings) -> HubContext:
         tail=tail,
         recent=RecentSignals(db, bus, settings.live.recent_signals),
         streams=StreamFilters(services.subscriptions, settings.auth.cache_seconds),
+        receipts=StreamReceipts(db),
         listener=listener,
     )
 

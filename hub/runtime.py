@@ -163,6 +163,9 @@ class Hub:
             # REST reads of the newest signals from memory (after the tail: see RecentSignals).
             await ctx.recent.start()
             self._stops.append(ctx.recent.stop)
+            # Signals received over the stream, stored in batches (core.receipts).
+            ctx.receipts.start()
+            self._stops.append(ctx.receipts.stop)
             if serve_api:
                 from api.server import ApiServer
 

@@ -195,3 +195,15 @@ class PlatformMemo(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=128)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class StreamReceipt(SQLModel, table=True):
+    """How many signals a user received over the API stream: WebSocket frames and
+    new signals in REST answers (counted in memory per process, added here in
+    batches by :mod:`core.receipts`)."""
+
+    __tablename__ = "stream_receipts"
+
+    user_id: int = Field(primary_key=True, foreign_key="users.id")
+    received: int = Field(default=0, sa_type=sa.BigInteger)
+    updated_at: datetime = _ts(default_factory=utcnow)

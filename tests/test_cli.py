@@ -37,7 +37,7 @@ def test_help_everywhere(tmp_path: Path) -> None:
 
 def test_commands_work_in_a_fresh_folder(tmp_path: Path) -> None:
     first = run(tmp_path, "db", "upgrade").stdout.strip()
-    assert first.startswith("applied migration(s) 0001, 0002, 0003"), first
+    assert first.startswith("applied migration(s) 0001, 0002, 0003, 0004"), first
     assert "nothing applied" in run(tmp_path, "db", "upgrade").stdout
     assert (tmp_path / "catalyst.db").exists()
 

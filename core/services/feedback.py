@@ -12,6 +12,7 @@ from core.signals import is_signal_id
 from storage.database import Database
 from storage.models import Outcome, TradeOutcome, utcnow
 from storage.repositories import outcomes as repo
+from storage.repositories import receipts as receipts_repo
 from storage.repositories import signals as signals_repo
 
 OUTCOMES = tuple(o.value for o in Outcome)
@@ -175,8 +176,11 @@ class FeedbackService:
             return OutcomeInfo(signal_id, outcome, ret, updated=True)
 
     async def user_stats(self, user_id: int) -> UserStats:
+        """``signals_received``: distinct signals delivered to the user's chat
+        destinations, plus those received over the API stream (core.receipts)."""
         async with self._db.session() as session:
             received = await repo.signals_received(user_id, session=session)
+            received += await receipts_repo.received(user_id, session=session)
             rows = await repo.outcome_rows(session=session, user_id=user_id)
         return UserStats(received, summarize((o, r) for o, r, _c, _k in rows))
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage.models import Account, ApiKey, LinkCode, Subscription, TradeOutcome, User
+from storage.models import (
+    Account,
+    ApiKey,
+    LinkCode,
+    StreamReceipt,
+    Subscription,
+    TradeOutcome,
+    User,
+)
+from storage.repositories import receipts
 
 
 async def get_user(user_id: int, *, session: AsyncSession) -> User | None:
@@ -69,6 +78,10 @@ async def merge_users(keep_id: int, drop_id: int, *, session: AsyncSession) -> N
         .where(col(TradeOutcome.user_id) == drop_id, col(TradeOutcome.signal_seq).not_in(kept))
         .values(user_id=keep_id)
     )
+    moved = await receipts.received(drop_id, session=session)
+    if moved:
+        await receipts.add({keep_id: moved}, session=session)
+        await session.execute(delete(StreamReceipt).where(col(StreamReceipt.user_id) == drop_id))
 
 
 async def add_link_code(code: LinkCode, *, session: AsyncSession) -> None:

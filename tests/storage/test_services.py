@@ -233,3 +233,32 @@ async def test_signal_by_seq_and_recent_under_a_destinations_filter(any_ctx: Hub
     await subs.unsubscribe("telegram", "555")
     _, flt = await signals.recent_for_destination("telegram", "555", 5)
     assert flt is None  # an inactive subscription's filter no longer applies
+
+
+async def test_stream_receipts_add_up_in_the_database(any_ctx: HubContext) -> None:
+    from storage.repositories import receipts
+
+    a = await any_ctx.services.accounts.create_user("rcpt-a")
+    b = await any_ctx.services.accounts.create_user("rcpt-b")
+    for counts in ({a.id: 2}, {a.id: 3, b.id: 1}):
+        async with any_ctx.db.transaction() as session:
+            await receipts.add(counts, session=session)
+    async with any_ctx.db.session() as session:
+        assert await receipts.received(a.id, session=session) == 5
+        assert await receipts.received(b.id, session=session) == 1
+    assert (await any_ctx.services.feedback.user_stats(a.id)).signals_received == 5
+
+
+async def test_linking_users_adds_their_stream_receipts(any_ctx: HubContext) -> None:
+    from storage.repositories import receipts
+
+    accounts = any_ctx.services.accounts
+    api_user = await accounts.create_user("streamer")
+    tg = await accounts.resolve("telegram", 77)
+    async with any_ctx.db.transaction() as session:
+        await receipts.add({api_user.id: 4, tg.id: 3}, session=session)
+    code = await accounts.issue_link_code(tg.id, "telegram")
+    merged = await accounts.redeem_link_code(code, api_user.id)
+    dropped = tg.id if merged.id == api_user.id else api_user.id
+    assert (await any_ctx.services.feedback.user_stats(merged.id)).signals_received == 7
+    assert (await any_ctx.services.feedback.user_stats(dropped)).signals_received == 0
