@@ -107,3 +107,59 @@ def test_procfile_roles_split_across_processes(tmp_path: Path) -> None:
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=30)
     assert worker.returncode == 0
+
+
+def test_stopping_with_websocket_clients_connected_is_traceback_free(tmp_path: Path) -> None:
+    """Issue 11 saw a pool-reset traceback once at shutdown with WebSocket clients
+    connected. Clients busy (pongs, credential re-checks every 0.2 s, the job every
+    0.3 s) when SIGTERM arrives: the stop is clean."""
+    import asyncio
+    import json
+    import re
+
+    import websockets
+
+    proc = _start(
+        tmp_path,
+        CATALYST_SCHEDULER__INTERVAL_SECONDS="0.3",
+        CATALYST_LIMITS__CREDENTIAL_CHECK_SECONDS="0.2",
+        CATALYST_API__HEARTBEAT_SECONDS="0.2",
+    )
+    try:
+        output = _read_until(proc, "API listening on")
+        port = re.findall(r"API listening on http://[\d.]+:(\d+)", output)[-1]
+        key_proc = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "key", "create", "console"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        key = key_proc.stdout.strip().splitlines()[-1]
+
+        async def clients() -> None:
+            url = f"ws://127.0.0.1:{port}/ws?token={key}"
+            sockets = [await websockets.connect(url) for _ in range(20)]
+
+            async def answer(ws: websockets.ClientConnection) -> None:
+                try:
+                    async for raw in ws:
+                        if json.loads(raw).get("type") == "heartbeat":
+                            await ws.send('{"type":"pong"}')
+                except websockets.ConnectionClosed:
+                    pass
+
+            readers = [asyncio.create_task(answer(ws)) for ws in sockets]
+            await asyncio.sleep(1.5)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait(readers, timeout=20)
+
+        asyncio.run(clients())
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "catalyst hub stopped" in rest
+    assert "Traceback" not in output + rest and "ERROR" not in output + rest, rest
