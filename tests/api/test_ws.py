@@ -302,6 +302,14 @@ async def test_resume_replays_missed_then_live_no_gap_no_duplicate(hub: Hub) -> 
     ids = [s["signal_id"] for s in received]
     assert len(ids) == len(set(ids)), "duplicate delivered"
     assert sorted(ids, key=expected.index) == expected, "gap or stranger"
+    # Order: live signals that came before the resume started form an increasing
+    # prefix; from the first replayed signal on, seqs strictly increase (the replay,
+    # then the live ones buffered behind it, no reordering).
+    seqs = [s["seq"] for s in received]
+    start = next(i for i, sid in enumerate(ids) if sid.startswith("b"))
+    assert all(sid.startswith("c") for sid in ids[:start])
+    assert seqs[:start] == sorted(seqs[:start])
+    assert seqs[start:] == sorted(seqs[start:]), "out of order after the replay began"
     assert resumed is not None and resumed["after_seq"] == last_seq
     assert resumed["replayed"] >= 6
 
