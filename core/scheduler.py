@@ -103,8 +103,10 @@ class CatalystScheduler:
         self._job = job
         self._settings = settings
         self._scheduler: AsyncIOScheduler | None = None
+        self._running: asyncio.Task[Any] | None = None
 
     async def _run(self) -> None:
+        self._running = asyncio.current_task()
         try:
             await self._job.run_once()
         except asyncio.CancelledError:
@@ -114,6 +116,8 @@ class CatalystScheduler:
             log.info("catalyst job run cancelled: the hub is stopping")
         except Exception:  # the next run must go on whatever happened
             log.exception("catalyst job failed")
+        finally:
+            self._running = None
 
     def start(self, *, run_now: bool = True) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -141,6 +145,19 @@ class CatalystScheduler:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
 
+    async def stop_and_wait(self, grace: float = 10.0) -> None:
+        """Stop scheduling, then let a run in progress finish (up to ``grace`` seconds;
+        after that it is cancelled). The hub disposes of the database after this, so
+        no run may outlive it (one did, and hung the process's exit)."""
+        self.stop()
+        task = self._running
+        if task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=grace)
+
     @property
     def running(self) -> bool:
         return self._scheduler is not None
@@ -161,7 +178,7 @@ class CatalystScheduler:
             self.start()
 
         async def stop() -> None:
-            self.stop()
+            await self.stop_and_wait()
 
         retry = retry_seconds if retry_seconds is not None else self._settings.interval_seconds
         await Leadership(

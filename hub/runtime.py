@@ -152,7 +152,7 @@ class Hub:
                 scheduler.start()
 
             async def stop_job() -> None:
-                scheduler.stop()
+                await scheduler.stop_and_wait()
 
             self._lead("scheduler", start_job, stop_job)
 

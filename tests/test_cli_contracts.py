@@ -128,7 +128,7 @@ def test_a_port_in_use_is_one_clear_line_without_a_traceback(tmp_path: Path) -> 
         busy.listen()
         port = busy.getsockname()[1]
         result = run(tmp_path, "run", "--port", str(port))
-    assert result.returncode == 2
-    assert f"the API could not start on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert "CancelledError" not in result.stderr + result.stdout
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"the API could not start on 127.0.0.1:{port}" in result.stderr, output
+    assert "Traceback" not in output and "CancelledError" not in output, output
