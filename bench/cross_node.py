@@ -72,6 +72,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 
+from bench.scratch_db import ScratchDatabase
+
 BIN = Path(sys.executable).parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -131,41 +133,6 @@ def receiver(url: str) -> None:
 # =============================================================================
 # Processes and the scratch database
 # =============================================================================
-
-
-class ScratchDatabase:
-    """A PostgreSQL database of the bench's own on the server of ``base_url``."""
-
-    def __init__(self, base_url: str, prefix: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        base = make_url(base_url)
-        if not base.drivername.startswith("postgresql"):
-            raise SystemExit(f"error: --pg-url must be a postgresql:// URL, not {base_url!r}")
-        self._admin_url = base_url
-        self.name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
-        self.created = False
-
-    async def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        from storage.notify import asyncpg_dsn
-
-        conn = await asyncpg.connect(asyncpg_dsn(self._admin_url), timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def create(self) -> None:
-        await self._admin(f'CREATE DATABASE "{self.name}"')
-        self.created = True
-
-    async def drop(self) -> None:
-        if self.created:
-            await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self.created = False
 
 
 class Resources:

@@ -23,7 +23,7 @@ Where the document leaves a gap or cannot run, the smallest fill-in:
   connect storm comes from one host.
 * ``verify_token``: the document's ``create_token`` puts an ISO string in ``exp``,
   which PyJWT rejects, and its client and test section send the API key as the
-  token (``?token=test_key_123``). So a token that is not a valid JWT is looked up
+  token (``?token=<api key>``). So a token that is not a valid JWT is looked up
   as an API key, which is what the document's own client needs to connect.
 * Ingest: the document publishes from ``signal_broadcast_loop`` (a mock runner
   every 300 s, off by default here: ``--catalyst-loop``). For fan-out benches,
@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections import defaultdict, deque
@@ -57,7 +58,8 @@ from pydantic import BaseModel
 
 logger = logging.getLogger("design_server")
 
-JWT_SECRET = "change_this_secret_in_production"
+#: The document hard-codes a placeholder secret; a bench copy needs no fixed one.
+JWT_SECRET = secrets.token_urlsafe(32)
 CORS_ORIGINS = ["http://localhost:3000"]
 
 
@@ -383,7 +385,7 @@ def sample_signal(i: int, now: datetime) -> dict[str, Any]:
 def create_app(
     *,
     signals: int = 0,
-    api_key: str = "test_key_123",
+    api_key: str,
     users: int = 1,
     max_connections_per_ip: int = 10**9,
     catalyst_loop: bool = False,
@@ -605,7 +607,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--signals", type=int, default=0, help="signals pre-filled in memory")
-    parser.add_argument("--api-key", default="test_key_123")
+    parser.add_argument("--api-key", required=True, help="the key clients authenticate with")
     parser.add_argument("--users", type=int, default=1, help="keys {api-key}-{i} for user_{i}")
     parser.add_argument("--max-connections-per-ip", type=int, default=10**9)
     parser.add_argument("--catalyst-loop", action="store_true", help="run the mock runner loop")
