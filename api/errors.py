@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import HubError, InvalidInput, NotFound, PermissionDenied
+from domain.errors import HubError, InvalidInput, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from api.deps import rate_key
 from api.ratelimit import KeyedRateLimiter
 from api.streams import user_stream
 from core.context import HubContext
-from core.signals import Signal, normalize_ticker
+from domain.signals import Signal, normalize_ticker
 
 PATH = "/api/v1/signals"
 MAX_LIMIT = 100

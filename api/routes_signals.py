@@ -12,8 +12,8 @@ from api.deps import Ctx, Publisher, Reader
 from api.fast_reads import body_of
 from api.schemas import ErrorResponse, IngestReceipt, SignalIn, SignalOut
 from api.streams import user_stream
-from core.errors import InvalidInput
-from core.signals import Signal, is_signal_id, normalize_ticker
+from domain.errors import InvalidInput
+from domain.signals import Signal, is_signal_id, normalize_ticker
 
 MAX_LIMIT = 100
 MAX_SEQ = 2**63 - 1

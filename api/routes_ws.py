@@ -45,8 +45,8 @@ from api.ws import (
 )
 from core.auth import Principal
 from core.context import HubContext
-from core.errors import HubError
-from core.filters import SignalFilter
+from domain.errors import HubError
+from domain.filters import SignalFilter
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.filters import SignalFilter
-from core.services.feedback import GroupStats, OutcomeStats, UserStats
-from core.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalType
+from domain.filters import SignalFilter
+from domain.outcomes import GroupStats, OutcomeStats, UserStats
+from domain.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalType
 
 
 class ErrorResponse(BaseModel):

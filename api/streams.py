@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.context import HubContext
-from core.filters import SignalFilter
 from core.services.subscriptions import SubscriptionInfo
+from domain.filters import SignalFilter
 
 
 async def user_stream(ctx: HubContext, user_id: int) -> SubscriptionInfo:

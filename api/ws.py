@@ -50,9 +50,9 @@ from api.fastsend import EXTENSION as FRAME_EXTENSION
 from api.fastsend import HANG_UP_EXTENSION, text_frame
 from api.ratelimit import KeyedRateLimiter
 from core.auth import AuthService, Principal
-from core.errors import InvalidInput
-from core.filters import CompiledFilter, SignalFilter
-from core.signals import Signal
+from domain.errors import InvalidInput
+from domain.filters import CompiledFilter, SignalFilter
+from domain.signals import Signal
 
 if TYPE_CHECKING:
     from core.context import HubContext

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.filters import KNOWN_CATALYSTS
 from core.settings import Settings
+from domain.filters import KNOWN_CATALYSTS
 from hub.build import build_context, prepare_database
 from storage.models import Subscription, User, utcnow
 
@@ -110,8 +110,8 @@ async def main(n_subs: int, n_signals: int) -> None:
         f"{result.deliveries:,} deliveries each"
     )
     # Baseline in the same run: match with explain() (no compiled matcher), for comparison.
-    from core.filters import SignalFilter
-    from core.signals import Signal
+    from domain.filters import SignalFilter
+    from domain.signals import Signal
 
     filters = [SignalFilter.from_mapping(r["filter"]) for r in rows]  # type: ignore[arg-type]
     s = Signal.parse(sig(999))

@@ -614,7 +614,7 @@ def text_frame(payload: bytes) -> bytes:
 def floor_message(signal_id: str) -> str:
     """The very text the hub sends for a bench signal (same size), for the floor."""
     from api.ws import signal_message
-    from core.signals import Signal
+    from domain.signals import Signal
 
     return signal_message(Signal(signal_id=signal_id, **BENCH_SIGNAL).with_seq(1))
 

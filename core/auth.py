@@ -29,8 +29,8 @@ from jwt.api_jws import PyJWS
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.services.accounts import UserRef
+from domain.errors import InvalidInput, NotFound, PermissionDenied
 from storage.database import Database
 from storage.models import ApiKey, User, utcnow
 from storage.repositories import users as users_repo

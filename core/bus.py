@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from core.signals import Signal
+from domain.signals import Signal
 
 log = logging.getLogger(__name__)
 

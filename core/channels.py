@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.signals import Signal
+from domain.signals import Signal
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import contextlib
 import logging
 
 from core.bus import LiveBus
-from core.signals import Signal
+from domain.signals import Signal
 from storage.database import Database
 from storage.notify import NotifyListener
 from storage.repositories import signals as signals_repo

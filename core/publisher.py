@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from core.metrics import Metrics
 from core.router import SubscriptionIndex
-from core.signals import Signal
+from domain.signals import Signal
 from storage.database import Database
 from storage.repositories import deliveries as deliveries_repo
 from storage.repositories import signals as signals_repo

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from core.bus import LiveBus
-from core.filters import SignalFilter
-from core.signals import Signal
+from domain.filters import SignalFilter
+from domain.signals import Signal
 from storage.database import Database
 from storage.repositories import signals as signals_repo
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import InvalidInput
-from core.filters import CompiledFilter, SignalFilter
-from core.signals import Signal
+from domain.errors import InvalidInput
+from domain.filters import CompiledFilter, SignalFilter
+from domain.signals import Signal
 from storage.repositories import subscriptions as subs_repo
 
 log = logging.getLogger(__name__)

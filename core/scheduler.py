@@ -18,11 +18,11 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.errors import HubError
 from core.leadership import Leadership
 from core.publisher import Publisher
 from core.settings import SchedulerSettings
 from core.sources.loader import Source
+from domain.errors import HubError
 from storage.locks import LeaderLock
 
 log = logging.getLogger(__name__)

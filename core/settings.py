@@ -9,7 +9,7 @@ Values come from, highest priority first:
    the demo source, the console channel, the API on 127.0.0.1:8000.
 
 ``config.example.toml`` documents every key. :func:`load_settings` turns any bad
-value into a :class:`~core.errors.ConfigError` whose message names the key.
+value into a :class:`~domain.errors.ConfigError` whose message names the key.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from core.errors import ConfigError
+from domain.errors import ConfigError
 
 #: JWT secrets that are obviously not secret; refused outside development.
 PLACEHOLDER_SECRETS = frozenset(

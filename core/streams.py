@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from core.filters import SignalFilter
 from core.router import STREAM_PLATFORM
 from core.services.subscriptions import SubscriptionInfo, SubscriptionService
+from domain.filters import SignalFilter
 
 #: Users remembered at most (the oldest go first).
 MAX_USERS = 10_000

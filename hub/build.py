@@ -9,7 +9,6 @@ from core.auth import AuthService
 from core.bus import LiveBus
 from core.context import HubContext
 from core.dispatcher import Dispatcher
-from core.errors import ConfigError
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
@@ -18,6 +17,7 @@ from core.recent import RecentSignals
 from core.services import HubServices
 from core.settings import Settings
 from core.streams import StreamFilters
+from domain.errors import ConfigError
 from storage.database import Database
 from storage.migrate import SchemaNotCurrent, check_current, upgrade
 from storage.notify import NotifyListener

@@ -20,12 +20,12 @@ from typing import Any
 
 from core.auth import DEFAULT_SCOPES, parse_scopes
 from core.context import HubContext
-from core.errors import HubError
 from core.logs import configure_logging, secrets_of
 from core.scheduler import collect
 from core.settings import Settings, load_settings
-from core.signals import Signal
 from core.sources.loader import load_source
+from domain.errors import HubError
+from domain.signals import Signal
 from hub.build import build_context, prepare_database
 
 EXIT_USAGE = 2

@@ -49,13 +49,6 @@ class DeliveryStatus(StrEnum):
     EXPIRED = "expired"
 
 
-class Outcome(StrEnum):
-    WIN = "win"
-    LOSS = "loss"
-    BREAKEVEN = "breakeven"
-    SKIPPED = "skipped"
-
-
 class SignalRow(SQLModel, table=True):
     __tablename__ = "signals"
 

@@ -1,4 +1,9 @@
-"""The dependency rule: arrows point inward; core and storage know no platform."""
+"""The dependency rule: hub -> bots/api -> core -> storage -> domain, never back.
+
+``domain`` is the pure rules (signals, filters, outcome arithmetic): no database,
+no network, no other hub package. So a core rule is testable without a database,
+and storage may use the domain types without reaching up into core.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_IO = {"sqlalchemy", "sqlmodel", "asyncpg", "aiosqlite", "alembic", "httpx", "websockets",
+       "asyncio", "socket", "os", "pathlib", "logging"}
 FORBIDDEN = {
+    "domain": {"core", "storage", "bots", "api", "hub", "discord", "telegram", "fastapi"} | _IO,
     "core": {"bots", "api", "hub", "discord", "telegram", "fastapi", "starlette", "uvicorn"},
-    "storage": {"core.services", "bots", "api", "hub", "discord", "telegram", "fastapi"},
+    "storage": {"core", "bots", "api", "hub", "discord", "telegram", "fastapi"},
     "bots": {"api", "hub"},
     "api": {"bots", "hub"},
 }

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from core.errors import ConfigError
 from core.settings import Settings, load_settings
+from domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

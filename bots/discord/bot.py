@@ -21,8 +21,8 @@ from bots.discord.commands import register_commands
 from bots.discord.replies import DEFER_AFTER, HubCommandTree, Replier
 from bots.discord.views import OutcomeButton
 from core.context import HubContext
-from core.errors import ConfigError
 from core.settings import DiscordSettings
+from domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 #: Memo namespace for user id -> DM channel id.

@@ -9,7 +9,7 @@ command can be constructed, added to a tree and tested on its own.
 
 Every command hands its work to :class:`~bots.discord.replies.Replier`, so
 replies are ephemeral, slow work is deferred, and errors (a
-:class:`~core.errors.HubError` says what is allowed) are answered by the tree's
+:class:`~domain.errors.HubError` says what is allowed) are answered by the tree's
 error handler.
 """
 
@@ -31,10 +31,10 @@ from bots.discord.options import (
 )
 from bots.discord.replies import Replier
 from core.context import HubContext
-from core.filters import FIELD_HELP
-from core.services.feedback import OutcomeStats
 from core.settings import DiscordSettings
-from core.signals import Signal
+from domain.filters import FIELD_HELP
+from domain.outcomes import OutcomeStats
+from domain.signals import Signal
 
 Outcome = Literal["win", "loss", "breakeven", "skipped"]
 RECENT_MAX = 10

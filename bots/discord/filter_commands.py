@@ -20,8 +20,8 @@ from bots.discord.options import (
 )
 from bots.discord.replies import Replier
 from core.context import HubContext
-from core.errors import InvalidInput
-from core.filters import FIELD_HELP, SignalFilter
+from domain.errors import InvalidInput
+from domain.filters import FIELD_HELP, SignalFilter
 
 SET_OPTIONS = (
     "min_confidence",

@@ -9,9 +9,9 @@ from discord import app_commands
 
 from bots.discord.channel import channel_destination, dm_destination
 from core.context import HubContext
-from core.errors import PermissionDenied
-from core.filters import KNOWN_CATALYSTS
 from core.services import UserRef
+from domain.errors import PermissionDenied
+from domain.filters import KNOWN_CATALYSTS
 
 CHOICES_MAX = 25
 CHOICE_MAX = 100

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import discord
 
-from core.signals import Signal, SignalType
+from domain.signals import Signal, SignalType
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096

@@ -16,7 +16,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from core.errors import HubError
+from domain.errors import HubError
 
 log = logging.getLogger(__name__)
 

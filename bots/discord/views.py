@@ -16,8 +16,8 @@ from typing import Any
 import discord
 
 from core.context import HubContext
-from core.errors import HubError, NotFound
-from core.signals import Signal
+from domain.errors import HubError, NotFound
+from domain.signals import Signal
 
 log = logging.getLogger(__name__)
 

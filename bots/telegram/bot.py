@@ -21,8 +21,8 @@ from bots.telegram.channel import TelegramChannel
 from bots.telegram.handlers import TelegramHandlers
 from bots.telegram.texts import bot_commands
 from core.context import HubContext
-from core.errors import ConfigError
 from core.settings import TelegramSettings
+from domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

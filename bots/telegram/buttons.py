@@ -15,8 +15,8 @@ from telegram.ext import CallbackQueryHandler, ContextTypes
 
 from bots.telegram.render import BUTTONS, feedback_keyboard, parse_callback_data
 from core.context import HubContext
-from core.errors import HubError
-from core.signals import Signal
+from domain.errors import HubError
+from domain.signals import Signal
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from telegram.ext import (
 from bots.telegram import texts
 from bots.telegram.buttons import FeedbackButtons
 from core.context import HubContext
-from core.errors import HubError
 from core.services import UserRef
 from core.settings import TelegramSettings
+from domain.errors import HubError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import re
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from core.signals import Signal
+from domain.signals import Signal
 
 MAX_TEXT = 4096
 #: Telegram's limit on ``callback_data``, in bytes.

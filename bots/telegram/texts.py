@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from telegram import BotCommand
 
 from bots.telegram.render import MAX_TEXT, clip_html
-from core.filters import FIELD_HELP, SignalFilter
 from core.services import UserStats
-from core.signals import Signal
+from domain.filters import FIELD_HELP, SignalFilter
+from domain.signals import Signal
 
 #: (command, menu description, example) for setMyCommands and /help.
 COMMANDS: tuple[tuple[str, str, str], ...] = (

@@ -1,7 +1,7 @@
 """Platform-neutral services that every front (chat bots, REST, WebSocket, CLI) calls.
 
 Fronts turn their inputs into these calls and show ``str(error)`` of any
-:class:`~core.errors.HubError` to the user.
+:class:`~domain.errors.HubError` to the user.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.services.accounts import AccountService, UserRef
-from core.services.feedback import FeedbackService, OutcomeInfo, UserStats
+from core.services.feedback import FeedbackService, OutcomeInfo
 from core.services.memos import MemoService
 from core.services.signals import SignalService
 from core.services.subscriptions import SubscriptionInfo, SubscriptionService
+from domain.outcomes import UserStats
 from storage.database import Database
 
 __all__ = [

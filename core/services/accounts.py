@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.errors import InvalidInput, NotFound
-from core.signals import check_text
+from domain.errors import InvalidInput, NotFound
+from domain.signals import check_text
 from storage.database import Database
 from storage.models import LinkCode, User, utcnow
 from storage.repositories import users as repo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import InvalidInput
+from domain.errors import InvalidInput
 from storage.database import Database
 from storage.repositories import memos as repo
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.errors import InvalidInput, NotFound
-from core.filters import SignalFilter
 from core.services.subscriptions import SubscriptionInfo
-from core.signals import Signal
+from domain.errors import InvalidInput, NotFound
+from domain.filters import SignalFilter
+from domain.signals import Signal
 from storage.database import Database
 from storage.repositories import outcomes as outcomes_repo
 from storage.repositories import signals as repo

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import InvalidInput, NotFound
-from core.filters import SignalFilter
 from core.router import STREAM_PLATFORM
+from domain.errors import InvalidInput, NotFound
+from domain.filters import SignalFilter
 from storage.database import Database
 from storage.models import Subscription, utcnow
 from storage.repositories import subscriptions as repo

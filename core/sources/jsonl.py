@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from core.signals import content_id
+from domain.signals import content_id
 from storage.database import Database
 from storage.models import SourceCursor, utcnow
 

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from core.errors import ConfigError
 from core.settings import SchedulerSettings
+from domain.errors import ConfigError
 from storage.database import Database
 
 SourceResult = Iterable[Mapping[str, Any]] | Awaitable[Iterable[Mapping[str, Any]]]

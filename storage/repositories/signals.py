@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from core.signals import Signal, SignalType
+from domain.signals import Signal, SignalType
 from storage.locks import lock_key
 from storage.models import SignalRow
 from storage.repositories._dialect import dialect_name, insert_ignore

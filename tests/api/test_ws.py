@@ -12,7 +12,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from core.signals import Signal
+from domain.signals import Signal
 from tests.api.conftest import Hub, HubFactory, auth, recv_json, recv_type
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from core.channels import Alert, ConsoleChannel
-from core.signals import Signal
+from domain.signals import Signal
 
 
 @pytest.mark.parametrize(

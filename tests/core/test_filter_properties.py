@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core.filters import SignalFilter
-from core.signals import Signal
+from domain.filters import SignalFilter
+from domain.signals import Signal
 
 TICKERS = ("AAPL", "TSLA", "ABCD")
 CATALYSTS = ("FDA", "M&A", "EARNINGS")
@@ -77,7 +77,7 @@ def signals(draw: st.DrawFn) -> Signal:
 
 
 def model(f: SignalFilter, s: Signal) -> bool:
-    """The documented rules, written independently of core.filters."""
+    """The documented rules, written independently of domain.filters."""
     upper = {t.upper() for t in f.tickers}
     checks = [
         f.min_confidence is None or s.confidence >= f.min_confidence,

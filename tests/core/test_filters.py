@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import InvalidInput
-from core.filters import FIELD_HELP, SignalFilter
-from core.signals import Signal
+from domain.errors import InvalidInput
+from domain.filters import FIELD_HELP, SignalFilter
+from domain.signals import Signal
 from tests.fakes import signal as make
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from core.context import HubContext
-from core.filters import SignalFilter
 from core.recent import RecentSignals
-from core.signals import Signal
+from domain.filters import SignalFilter
+from domain.signals import Signal
 from tests.conftest import PG_URL, _backends, _context, reset_postgres, settings_for
 
 BASE = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from core.context import HubContext
-from core.errors import ConfigError
 from core.scheduler import CatalystJob, CatalystScheduler, collect
 from core.settings import SchedulerSettings
 from core.sources.demo import DemoSource
 from core.sources.loader import import_callable, load_source
+from domain.errors import ConfigError
 from tests.fakes import signal, wait_for
 
 CALLS: list[str] = []

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import InvalidInput
-from core.signals import METADATA_MAX_BYTES, Signal
+from domain.errors import InvalidInput
+from domain.signals import METADATA_MAX_BYTES, Signal
 
 
 def test_valid_signal_is_normalised() -> None:

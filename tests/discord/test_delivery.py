@@ -19,7 +19,7 @@ from core.channels import (
     TransientError,
 )
 from core.context import HubContext
-from core.signals import Signal
+from domain.signals import Signal
 from storage.models import Delivery, DeliveryStatus
 from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import (

@@ -7,7 +7,7 @@ import aiohttp
 from bots.discord.bot import DiscordBot
 from core.channels import Alert, RateLimit
 from core.ratelimit import ScopedLimiter
-from core.signals import Signal
+from domain.signals import Signal
 from tests.discord.fake_discord import TOKEN, FakeDiscord
 from tests.discord.helpers import signal_data
 

@@ -14,7 +14,7 @@ from bots.discord.render import (
     signal_embed,
 )
 from bots.discord.views import outcome_view
-from core.signals import Signal, SignalType
+from domain.signals import Signal, SignalType
 from tests.discord.helpers import signal_data
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from bots.discord.bot import DiscordBot, DiscordStartError
 from core.channels import Alert
-from core.errors import ConfigError
-from core.signals import Signal
+from domain.errors import ConfigError
+from domain.signals import Signal
 from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import TOKEN, FakeDiscord
 from tests.discord.helpers import signal_data

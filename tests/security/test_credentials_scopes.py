@@ -18,7 +18,7 @@ from jwt.api_jws import PyJWS
 from websockets.exceptions import ConnectionClosed
 
 from core.auth import JWT_ISSUER
-from core.errors import PermissionDenied
+from domain.errors import PermissionDenied
 from tests.api.conftest import Hub, HubFactory, auth, make_hub, recv_json
 from tests.conftest import TEST_JWT_SECRET
 

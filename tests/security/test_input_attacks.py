@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from core.errors import InvalidInput, NotFound
-from core.filters import SignalFilter
-from core.signals import METADATA_MAX_DEPTH, Signal, SignalType
+from domain.errors import InvalidInput, NotFound
+from domain.filters import SignalFilter
+from domain.signals import METADATA_MAX_DEPTH, Signal, SignalType
 from storage.repositories import signals as signals_repo
 from tests.api.conftest import Hub, auth
 from tests.security.input_support import backends, hub_on, post_json, replay

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.signals import (
+from domain.signals import (
     CATALYST_RE,
     HEADLINE_MAX,
     METADATA_MAX_BYTES,

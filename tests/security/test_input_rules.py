@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from core.errors import InvalidInput
-from core.filters import SignalFilter
-from core.signals import METADATA_MAX_DEPTH, Signal, SignalType, normalize_catalyst
+from domain.errors import InvalidInput
+from domain.filters import SignalFilter
+from domain.signals import METADATA_MAX_DEPTH, Signal, SignalType, normalize_catalyst
 
 
 def parse(**fields: Any) -> Signal:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from core.filters import SignalFilter
+from domain.filters import SignalFilter
 from tests.api.conftest import Hub, HubFactory, make_hub, recv_json, recv_type
 
 __all__ = ["make_hub"]

@@ -18,8 +18,8 @@ from core.channels import (
 )
 from core.context import HubContext
 from core.dispatcher import Dispatcher
-from core.filters import SignalFilter
 from core.settings import DispatcherSettings
+from domain.filters import SignalFilter
 from storage.models import Delivery, DeliveryStatus, Subscription
 from tests.fakes import RecordingChannel, signal, wait_for
 

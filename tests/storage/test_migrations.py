@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401
 from core.context import HubContext
-from core.errors import ConfigError
+from domain.errors import ConfigError
 from hub.build import build_context, prepare_database
 from storage.migrate import current_revision, head_revision, upgrade
 from tests.conftest import settings_for

@@ -13,7 +13,7 @@ import asyncio
 from core.bus import LiveBus
 from core.context import HubContext
 from core.live_tail import SignalTail
-from core.signals import Signal
+from domain.signals import Signal
 from storage.database import Database
 from storage.repositories import signals as signals_repo
 from tests.fakes import signal, wait_for

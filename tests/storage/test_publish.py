@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.context import HubContext
-from core.errors import InvalidInput
-from core.filters import SignalFilter
+from domain.errors import InvalidInput
+from domain.filters import SignalFilter
 from storage.models import Delivery, SignalRow
 from storage.repositories import deliveries as deliveries_repo
 from tests.fakes import signal

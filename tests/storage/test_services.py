@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.context import HubContext
-from core.errors import InvalidInput, NotFound
-from core.filters import SignalFilter
+from domain.errors import InvalidInput, NotFound
+from domain.filters import SignalFilter
 from tests.fakes import RecordingChannel, signal
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from bots.telegram import TelegramBot
 from core.context import HubContext
-from core.errors import ConfigError
 from core.settings import TelegramSettings
+from domain.errors import ConfigError
 from tests.telegram.conftest import Chat, telegram_settings
 from tests.telegram.fake_bot_api import BOT_USERNAME, FakeBotApi
 

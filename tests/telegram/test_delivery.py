@@ -18,7 +18,7 @@ from core.channels import (
     TransientError,
 )
 from core.context import HubContext
-from core.signals import Signal
+from domain.signals import Signal
 from storage.models import Delivery
 from tests.telegram import fake_bot_api as fake_api
 from tests.telegram.conftest import eventually

@@ -16,7 +16,7 @@ from bots.telegram.render import (
     render_plain,
     utf16_len,
 )
-from core.signals import Signal
+from domain.signals import Signal
 from tests.telegram.fake_bot_api import _broken_html
 
 

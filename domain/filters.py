@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.errors import InvalidInput
-from core.signals import (
+from domain.errors import InvalidInput
+from domain.signals import (
     Signal,
     SignalType,
     check_text,

@@ -1,7 +1,7 @@
 """The Signal: what a producer emits and every front delivers.
 
 ``Signal.parse`` validates a producer's mapping and turns every rejection into one
-:class:`~core.errors.InvalidInput` whose message names the field and the rule.
+:class:`~domain.errors.InvalidInput` whose message names the field and the rule.
 
 What is accepted can always be stored and served back, on SQLite and PostgreSQL:
 no text holds NUL or a lone surrogate (PostgreSQL and UTF-8 cannot store them),
@@ -26,7 +26,7 @@ from typing import Any
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InvalidInput
+from domain.errors import InvalidInput
 
 # Use these with ``fullmatch`` (``\Z``, not ``$``: a trailing newline is not the end).
 TICKER_RE = re.compile(r"[A-Z][A-Z0-9._\-]{0,14}\Z")
