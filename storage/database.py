@@ -99,7 +99,15 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one write transaction, committed on success, rolled back
         on error. Use :meth:`session` for reads."""
-        async with self.session() as session, session.begin():
+        if self._sessions is None:
+            raise RuntimeError("Database.connect() has not been called")
+        # ``async_sessionmaker.begin()`` runs the commit (or rollback) and the close
+        # to completion even when the calling task is cancelled meanwhile (a
+        # stopping hub, a closed WebSocket); the cancellation arrives afterwards.
+        # ``session.begin()`` inside ``session()`` would let a cancellation cut the
+        # pool's reset of the returned connection, which SQLAlchemy logs as an
+        # error with a traceback (tests/storage/test_database.py).
+        async with self._sessions.begin() as session:
             await session.connection(execution_options={_WRITE_OPTION: True})
             yield session
 
