@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 
 from storage.database import Database
-from storage.repositories import receipts as repo
+from storage.repositories import receipts as receipts_repo
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class StreamReceipts:
         counts, self._pending = self._pending, {}
         try:
             async with self._db.transaction() as session:
-                await repo.add(counts, session=session)
+                await receipts_repo.add(counts, session=session)
         except Exception as exc:
             for user_id, n in counts.items():
                 self._pending[user_id] = self._pending.get(user_id, 0) + n

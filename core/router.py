@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.errors import InvalidInput
 from domain.filters import CompiledFilter, SignalFilter
 from domain.signals import Signal
-from storage.repositories import subscriptions as subs_repo
+from storage.repositories import subscriptions as subscriptions_repo
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,17 @@ class SubscriptionIndex:
         if since is not None:
             # Cheap check first: every write bumps updated_at, so an unchanged
             # (count, newest) pair in the overlap window means nothing to reload.
-            probe = await subs_repo.window_probe(since, session=session)
+            probe = await subscriptions_repo.window_probe(since, session=session)
             if probe == self._probe:
                 return
             self._probe = probe
-        rows = await subs_repo.changed_since(since, session=session)
+        rows = await subscriptions_repo.changed_since(since, session=session)
         for sub_id, platform, raw, active, updated_at in rows:
             self._apply(sub_id, platform, raw, active)
             if self._watermark is None or updated_at > self._watermark:
                 self._watermark = updated_at
         if since is None and self._watermark is not None:
-            self._probe = await subs_repo.window_probe(
+            self._probe = await subscriptions_repo.window_probe(
                 self._watermark - _REFRESH_OVERLAP, session=session
             )
 

@@ -17,7 +17,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.signals import check_text
 from storage.database import Database
 from storage.models import LinkCode, User, utcnow
-from storage.repositories import users as repo
+from storage.repositories import users as users_repo
 
 LINK_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 LINK_CODE_LENGTH = 8
@@ -49,19 +49,21 @@ class AccountService:
         if not USER_NAME_RE.fullmatch(name):
             raise InvalidInput("user name must be 1-64 letters, digits or _.:@-", field="name")
         async with self._db.transaction() as session:
-            if await repo.get_user_by_name(name, session=session) is not None:
+            if await users_repo.get_user_by_name(name, session=session) is not None:
                 raise InvalidInput(f"user {name!r} already exists", field="name")
-            return UserRef.of(await repo.create_user(name, is_admin=is_admin, session=session))
+            return UserRef.of(
+                await users_repo.create_user(name, is_admin=is_admin, session=session)
+            )
 
     async def get_user(self, user_id: int) -> UserRef | None:
         async with self._db.session() as session:
-            user = await repo.get_user(user_id, session=session)
+            user = await users_repo.get_user(user_id, session=session)
             return UserRef.of(user) if user is not None else None
 
     async def list_users(self) -> list[tuple[UserRef, int, int]]:
         """Every user, with its active API keys and platform accounts counted."""
         async with self._db.session() as session:
-            rows = await repo.list_users(session=session)
+            rows = await users_repo.list_users(session=session)
         return [(UserRef.of(user), keys, accounts) for user, keys, accounts in rows]
 
     async def find_user(self, name_or_id: str) -> UserRef:
@@ -70,40 +72,40 @@ class AccountService:
         except ValueError:
             raise NotFound(f"no user named {name_or_id[:64]!r}") from None
         async with self._db.session() as session:
-            user = await repo.get_user_by_name(name_or_id, session=session)
+            user = await users_repo.get_user_by_name(name_or_id, session=session)
             if user is None and name_or_id.isdigit():
-                user = await repo.get_user(int(name_or_id), session=session)
+                user = await users_repo.get_user(int(name_or_id), session=session)
             if user is None:
                 raise NotFound(f"no user named {name_or_id!r}")
             return UserRef.of(user)
 
     async def ensure_user(self, name: str, *, is_admin: bool = False) -> UserRef:
         async with self._db.transaction() as session:
-            user = await repo.get_user_by_name(name, session=session)
+            user = await users_repo.get_user_by_name(name, session=session)
             if user is None:
-                user = await repo.create_user(name, is_admin=is_admin, session=session)
+                user = await users_repo.create_user(name, is_admin=is_admin, session=session)
             return UserRef.of(user)
 
     async def resolve(self, platform: str, account_id: str | int) -> UserRef:
         """The hub user behind a platform account, created on first contact."""
         account = str(account_id)
         async with self._db.transaction() as session:
-            user = await repo.account_user(platform, account, session=session)
+            user = await users_repo.account_user(platform, account, session=session)
             if user is not None:
                 return UserRef.of(user)
             name = f"{platform}:{account}"[:64]
-            user = await repo.get_user_by_name(name, session=session)
+            user = await users_repo.get_user_by_name(name, session=session)
             if user is None:
-                user = await repo.create_user(name, session=session)
+                user = await users_repo.create_user(name, session=session)
             assert user.id is not None
-            await repo.add_account(platform, account, user.id, session=session)
+            await users_repo.add_account(platform, account, user.id, session=session)
             return UserRef.of(user)
 
     async def issue_link_code(self, user_id: int, platform: str) -> str:
         code = "".join(secrets.choice(LINK_ALPHABET) for _ in range(LINK_CODE_LENGTH))
         now = utcnow()
         async with self._db.transaction() as session:
-            await repo.add_link_code(
+            await users_repo.add_link_code(
                 LinkCode(
                     code=code,
                     user_id=user_id,
@@ -123,13 +125,13 @@ class AccountService:
         if not LINK_CODE_RE.fullmatch(normalized):
             raise InvalidInput("a link code is 8 letters and digits, e.g. K7PQ2M9X", field="code")
         async with self._db.transaction() as session:
-            row = await repo.take_link_code(normalized, utcnow(), session=session)
+            row = await users_repo.take_link_code(normalized, utcnow(), session=session)
             if row is None:
                 raise NotFound("that link code is unknown, used or expired; run /link again")
             if row.user_id == user_id:
                 raise InvalidInput("that code was issued to this same account", field="code")
             keep, drop = sorted((row.user_id, user_id))
-            await repo.merge_users(keep, drop, session=session)
-            user = await repo.get_user(keep, session=session)
+            await users_repo.merge_users(keep, drop, session=session)
+            user = await users_repo.get_user(keep, session=session)
             assert user is not None
             return UserRef.of(user)

@@ -18,7 +18,7 @@ from domain.outcomes import (
 from domain.signals import is_signal_id
 from storage.database import Database
 from storage.models import TradeOutcome, utcnow
-from storage.repositories import outcomes as repo
+from storage.repositories import outcomes as outcomes_repo
 from storage.repositories import receipts as receipts_repo
 from storage.repositories import signals as signals_repo
 
@@ -60,7 +60,7 @@ class FeedbackService:
             row = await signals_repo.get_signal_row(signal_id, session=session)
             if row is None or row.seq is None:
                 raise NotFound(f"no signal with id {signal_id[:128]!r}")
-            existing = await repo.get(user_id, row.seq, session=session)
+            existing = await outcomes_repo.get(user_id, row.seq, session=session)
             if existing is None:
                 session.add(
                     TradeOutcome(
@@ -78,14 +78,14 @@ class FeedbackService:
         """``signals_received``: distinct signals delivered to the user's chat
         destinations, plus those received over the API stream (core.receipts)."""
         async with self._db.session() as session:
-            received = await repo.signals_received(user_id, session=session)
+            received = await outcomes_repo.signals_received(user_id, session=session)
             received += await receipts_repo.received(user_id, session=session)
-            rows = await repo.outcome_rows(session=session, user_id=user_id)
+            rows = await outcomes_repo.outcome_rows(session=session, user_id=user_id)
         return UserStats(received, summarize((o, r) for o, r, _c, _k in rows))
 
     async def by_catalyst(self) -> list[GroupStats]:
         async with self._db.session() as session:
-            rows = await repo.outcome_rows(session=session)
+            rows = await outcomes_repo.outcome_rows(session=session)
         groups: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
         for outcome, ret, catalyst, _conf in rows:
             groups[catalyst].append((outcome, ret))
@@ -93,7 +93,7 @@ class FeedbackService:
 
     async def by_confidence(self) -> list[GroupStats]:
         async with self._db.session() as session:
-            rows = await repo.outcome_rows(session=session)
+            rows = await outcomes_repo.outcome_rows(session=session)
         groups: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
         for outcome, ret, _cat, conf in rows:
             groups[confidence_bucket(conf)].append((outcome, ret))

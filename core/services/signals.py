@@ -10,8 +10,8 @@ from domain.filters import SignalFilter
 from domain.signals import Signal
 from storage.database import Database
 from storage.repositories import outcomes as outcomes_repo
-from storage.repositories import signals as repo
-from storage.repositories import subscriptions as subs_repo
+from storage.repositories import signals as signals_repo
+from storage.repositories import subscriptions as subscriptions_repo
 
 MAX_SCAN = 2000
 
@@ -22,7 +22,7 @@ class SignalService:
 
     async def get(self, signal_id: str) -> Signal:
         async with self._db.session() as session:
-            signal = await repo.get_signal(signal_id, session=session)
+            signal = await signals_repo.get_signal(signal_id, session=session)
         if signal is None:
             raise NotFound(f"no signal with id {signal_id[:128]!r}")
         return signal
@@ -49,7 +49,7 @@ class SignalService:
         page = max(limit, 100)
         async with self._db.session() as session:
             while len(out) < limit and scanned < MAX_SCAN:
-                batch = await repo.list_signals(
+                batch = await signals_repo.list_signals(
                     session=session,
                     limit=page,
                     since=since,
@@ -91,7 +91,9 @@ class SignalService:
         """The newest ``limit`` signals under the filter of the destination's active
         subscription (every signal when it has none), and that filter (None: none)."""
         async with self._db.session() as session:
-            row = await subs_repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
         info = SubscriptionInfo.of(row) if row is not None and row.active else None
         flt = info.filter if info is not None and not info.filter.is_empty() else None
         return await self.query(limit=limit, flt=flt), flt
@@ -104,4 +106,4 @@ class SignalService:
 
     async def latest_seq(self) -> int:
         async with self._db.session() as session:
-            return await repo.latest_seq(session=session)
+            return await signals_repo.latest_seq(session=session)

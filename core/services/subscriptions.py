@@ -13,7 +13,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.filters import SignalFilter
 from storage.database import Database
 from storage.models import Subscription, utcnow
-from storage.repositories import subscriptions as repo
+from storage.repositories import subscriptions as subscriptions_repo
 
 MAX_DESTINATION = 128
 
@@ -82,7 +82,9 @@ class SubscriptionService:
         self, platform: str, destination: str, user_id: int, flt: SignalFilter | None
     ) -> tuple[SubscriptionInfo, bool]:
         async with self._db.transaction() as session:
-            row = await repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
             if row is not None and row.active:
                 return SubscriptionInfo.of(row), False
             if row is None:
@@ -106,7 +108,9 @@ class SubscriptionService:
     async def unsubscribe(self, platform: str, destination: str) -> bool:
         """Deactivate a destination. False if it was not subscribed."""
         async with self._db.transaction() as session:
-            row = await repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
             if row is None or not row.active:
                 return False
             row.active = False
@@ -119,21 +123,26 @@ class SubscriptionService:
         """The destination is gone (the platform said so): deactivate its subscription
         at once, so nothing more is sent there. False if it was not active."""
         async with self._db.transaction() as session:
-            row = await repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
             if row is None or not row.active or row.id is None:
                 return False
-            await repo.deactivate(row.id, reason, session=session)
+            await subscriptions_repo.deactivate(row.id, reason, session=session)
             return True
 
     async def get(self, platform: str, destination: str) -> SubscriptionInfo | None:
         async with self._db.session() as session:
-            row = await repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
             return SubscriptionInfo.of(row) if row is not None else None
 
     async def for_user(self, user_id: int) -> list[SubscriptionInfo]:
         async with self._db.session() as session:
             return [
-                SubscriptionInfo.of(r) for r in await repo.list_for_user(user_id, session=session)
+                SubscriptionInfo.of(r)
+                for r in await subscriptions_repo.list_for_user(user_id, session=session)
             ]
 
     async def get_filter(self, platform: str, destination: str) -> SignalFilter:
@@ -146,7 +155,9 @@ class SubscriptionService:
         self, platform: str, destination: str, change: Any, *, require_active: bool = True
     ) -> SignalFilter:
         async with self._db.transaction() as session:
-            row = await repo.get_by_destination(platform, destination, session=session)
+            row = await subscriptions_repo.get_by_destination(
+                platform, destination, session=session
+            )
             if row is None or (require_active and not row.active):
                 raise NotFound(self.NOT_SUBSCRIBED)
             current = SubscriptionInfo.of(row).filter
@@ -179,10 +190,10 @@ class SubscriptionService:
     async def move(self, platform: str, old: str, new: str) -> bool:
         """Follow a destination that changed id (a migrated Telegram group)."""
         async with self._db.transaction() as session:
-            row = await repo.get_by_destination(platform, old, session=session)
+            row = await subscriptions_repo.get_by_destination(platform, old, session=session)
             if row is None or row.id is None:
                 return False
-            return await repo.move(row.id, new, session=session)
+            return await subscriptions_repo.move(row.id, new, session=session)
 
     # ---- the API / WebSocket stream of a user ------------------------------
     async def stream(self, user_id: int) -> SubscriptionInfo:
