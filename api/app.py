@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import routes_account, routes_admin, routes_signals, routes_system, routes_ws
+from api import (
+    routes_account,
+    routes_admin,
+    routes_preview,
+    routes_signals,
+    routes_system,
+    routes_ws,
+)
 from api.docs import install_docs
 from api.edge import AuthFailures, EdgeMiddleware
 from api.errors import install_error_handlers
@@ -89,7 +96,14 @@ def create_app(
             expose_headers=["Retry-After"],
         )
     install_error_handlers(app)
-    for module in (routes_system, routes_signals, routes_account, routes_admin, routes_ws):
+    for module in (
+        routes_system,
+        routes_signals,
+        routes_account,
+        routes_preview,
+        routes_admin,
+        routes_ws,
+    ):
         app.include_router(module.router)
     for router in extra_routers:
         app.include_router(router)

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocols plus a request-head deadline and a per-address connection cap.
+"""The connection-level edge: a request-head deadline and a per-address connection cap.
 
 uvicorn starts no timer until a request has completed, so a client that opens a
 connection and never finishes its request head holds a file descriptor forever
@@ -21,19 +21,12 @@ The count does not rely on uvicorn: :class:`EdgeGuard` keeps each address's
 transports and counts those not ``is_closing()``, so a connection handed to the
 WebSocket protocol (``transport.set_protocol``) counts until it really closes.
 
-Written against uvicorn 0.54.0 (pyproject allows >=0.54,<0.60). The uvicorn
-internals used are listed in :data:`UVICORN_INTERNALS`, which
-``tests/security/test_edge_uvicorn_internals.py`` checks one by one:
-
-* ``uvicorn.Config(http=<callable>)`` calls it with ``config=``, ``server_state=``,
-  ``app_state=``, ``_loop=`` for each connection;
-* both protocols: ``connection_made``, ``connection_lost``, ``data_received``,
-  ``on_response_complete`` (the request cycle calls it when a response is done)
-  and the attributes ``transport``, ``client``, ``loop`` and ``cycle`` (the newest
-  request's cycle, with ``response_complete``);
-* httptools: the parser callback ``on_headers_complete`` (also called for an upgrade);
-* h11: ``handle_events`` (sets a new ``cycle`` for each complete request head) and
-  ``handle_websocket_upgrade``.
+The uvicorn hooks themselves (subclasses of its h11 and httptools protocols that
+report to a :class:`ConnectionWatch`) are in :mod:`api.uvicorn_internals`, with
+everything else the API takes from uvicorn beyond its public API; they were
+written against uvicorn 0.54 and ``tests/api/test_uvicorn_internals.py`` (and
+``tests/security/test_edge_uvicorn_internals.py``) fail loudly when that changes.
+This module is only the policy: no uvicorn import.
 """
 
 from __future__ import annotations
@@ -43,33 +36,17 @@ import functools
 import ipaddress
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
-
-from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
+from typing import Literal
 
 from api.edge import client_key
+from api.uvicorn_internals import EDGE_INTERNALS as UVICORN_INTERNALS
+from api.uvicorn_internals import (
+    UVICORN_INSTANCE_ATTRIBUTES,
+    EdgeH11Protocol,
+    EdgeHttpToolsProtocol,
+)
 
 HttpImpl = Literal["auto", "h11", "httptools"]
-
-#: (class, attribute) pairs this module overrides or reads.
-UVICORN_INTERNALS: tuple[tuple[str, str], ...] = (
-    ("H11Protocol", "connection_made"),
-    ("H11Protocol", "connection_lost"),
-    ("H11Protocol", "data_received"),
-    ("H11Protocol", "on_response_complete"),
-    ("H11Protocol", "handle_events"),
-    ("H11Protocol", "handle_websocket_upgrade"),
-    ("HttpToolsProtocol", "connection_made"),
-    ("HttpToolsProtocol", "connection_lost"),
-    ("HttpToolsProtocol", "data_received"),
-    ("HttpToolsProtocol", "on_response_complete"),
-    ("HttpToolsProtocol", "on_headers_complete"),
-)
-#: Attributes every instance of both protocols must have after ``__init__``.
-UVICORN_INSTANCE_ATTRIBUTES = ("transport", "client", "loop", "cycle")
 
 #: Sweep every address's closed transports once per this many admitted connections.
 SWEEP_EVERY = 1024
@@ -168,8 +145,9 @@ class EdgeGuard:
                 del self._open[key]
 
 
-class _Watch:
-    """One connection's slot in the guard and its request-head deadline."""
+class ConnectionWatch:
+    """One connection's slot in the guard and its request-head deadline (told by the
+    protocol hooks in :mod:`api.uvicorn_internals`)."""
 
     __slots__ = ("admitted", "guard", "host", "loop", "started", "timer", "transport")
 
@@ -201,6 +179,15 @@ class _Watch:
         if self.timer is not None:
             self.started = True
 
+    def head_complete(self) -> None:
+        """A complete request head (or WebSocket handshake): no deadline while it is served."""
+        self.cancel()
+
+    def response_complete(self, transport: asyncio.Transport, idle: bool) -> None:
+        """After a response: if no other request is under way, the next head has a deadline."""
+        if idle and not transport.is_closing():
+            self.arm()
+
     def cancel(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -223,89 +210,24 @@ class _Watch:
             self.guard.release(self.host, self.transport)
 
 
-class EdgeH11Protocol(H11Protocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        guard: EdgeGuard,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._edge = _Watch(guard, self.loop)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._edge.opened(transport, self.client)
-
-    def data_received(self, data: bytes) -> None:
-        self._edge.received()
-        super().data_received(data)
-
-    def handle_events(self) -> None:
-        before = self.cycle
-        super().handle_events()
-        if self.cycle is not before:
-            self._edge.cancel()  # a complete request head
-
-    def handle_websocket_upgrade(self, event: Any) -> None:
-        self._edge.cancel()
-        super().handle_websocket_upgrade(event)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        _idle_again(self._edge, self.transport, self.cycle)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._edge.closed()
-        super().connection_lost(exc)
-
-
-def _idle_again(watch: _Watch, transport: asyncio.Transport, cycle: Any) -> None:
-    """After a response: if no other request is under way, the next head has a deadline."""
-    if not transport.is_closing() and (cycle is None or cycle.response_complete):
-        watch.arm()
-
-
-class EdgeHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        guard: EdgeGuard,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._edge = _Watch(guard, self.loop)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._edge.opened(transport, self.client)
-
-    def data_received(self, data: bytes) -> None:
-        self._edge.received()
-        super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._edge.cancel()  # a complete request head (or WebSocket handshake)
-        super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        _idle_again(self._edge, self.transport, self.cycle)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._edge.closed()
-        super().connection_lost(exc)
-
-
 def protocol_factory(guard: EdgeGuard, http: HttpImpl = "auto") -> Callable[..., asyncio.Protocol]:
     """What to pass as ``uvicorn.Config(http=...)``: the edge protocol bound to ``guard``
     (httptools, as uvicorn's ``auto`` picks with uvicorn[standard]; or h11)."""
+
+    def watch(loop: asyncio.AbstractEventLoop) -> ConnectionWatch:
+        return ConnectionWatch(guard, loop)
+
     if http == "h11":
-        return functools.partial(EdgeH11Protocol, guard=guard)
-    return functools.partial(EdgeHttpToolsProtocol, guard=guard)
+        return functools.partial(EdgeH11Protocol, watch=watch)
+    return functools.partial(EdgeHttpToolsProtocol, watch=watch)
+
+
+__all__ = [
+    "UVICORN_INSTANCE_ATTRIBUTES",
+    "UVICORN_INTERNALS",
+    "ConnectionWatch",
+    "EdgeGuard",
+    "EdgeH11Protocol",
+    "EdgeHttpToolsProtocol",
+    "protocol_factory",
+]

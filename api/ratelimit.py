@@ -1,42 +1,17 @@
 """Per-key rate limits: REST requests per minute and WebSocket messages per second.
 
-Both are sliding windows (at most N events in any ``period`` seconds): a decision
-is ``0.0`` (allowed, and recorded) or the seconds to wait before the next event
-would be allowed. Checking never awaits, so it is atomic on the event loop.
+Both are sliding windows (at most N events in any ``period`` seconds), the same
+:class:`core.ratelimit.SlidingWindow` the dispatcher's limiter is built on: a
+decision is ``0.0`` (allowed, and recorded) or the seconds to wait before the next
+event would be allowed. Checking never awaits, so it is atomic on the event loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
-Clock = Callable[[], float]
-
-
-class SlidingWindow:
-    """One caller's window."""
-
-    __slots__ = ("max_events", "period", "stamps")
-
-    def __init__(self, max_events: int, period: float) -> None:
-        self.max_events = max_events
-        self.period = period
-        self.stamps: deque[float] = deque()
-
-    def hit(self, now: float) -> float:
-        """Record an event at ``now`` if allowed; else return the seconds to wait."""
-        stamps = self.stamps
-        edge = now - self.period
-        while stamps and stamps[0] <= edge:
-            stamps.popleft()
-        if len(stamps) < self.max_events:
-            stamps.append(now)
-            return 0.0
-        return max(stamps[0] + self.period - now, 0.001)
-
-    def idle(self, now: float) -> bool:
-        return not self.stamps or self.stamps[-1] <= now - self.period
+from core.ratelimit import Clock, SlidingWindow
 
 
 class KeyedRateLimiter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 from starlette.exceptions import HTTPException
 
 from api.deps import (
@@ -28,8 +28,10 @@ from api.schemas import (
     FeedbackIn,
     FeedbackOut,
     FilterModel,
+    HintOut,
     LinkRequest,
     LinkResponse,
+    OutcomeStatsOut,
     StatsOut,
     TokenRequest,
     TokenResponse,
@@ -110,6 +112,34 @@ async def get_stats(ctx: Ctx, principal: Reader) -> StatsOut:
     # This process's counts not yet stored (core.receipts stores them every few seconds).
     stats = replace(stats, signals_received=stats.signals_received + ctx.receipts.pending(user_id))
     return StatsOut.for_user(user_id, stats)
+
+
+@router.get("/stats/hints", response_model=list[HintOut], responses=_ERRORS)
+async def get_outcome_hints(ctx: Ctx, principal: Reader) -> list[HintOut]:
+    """The lines alerts carry: per catalyst type and confidence bucket with at least
+    ``stats.min_sample`` executed trades reported (every trader's reports). Look a
+    signal up by its ``catalyst_type`` and the bucket its ``confidence`` falls in."""
+    return [
+        HintOut(
+            catalyst_type=catalyst,
+            confidence_bucket=bucket,
+            line=line,
+            stats=OutcomeStatsOut.of(stats),
+        )
+        for catalyst, bucket, stats, line in await ctx.hints.lines()
+    ]
+
+
+@router.get(
+    "/stats/chart.png",
+    response_class=Response,
+    responses={**_ERRORS, 200: {"content": {"image/png": {}}, "description": "A PNG image."}},
+)
+async def get_stats_chart(ctx: Ctx, principal: Reader) -> Response:
+    """Your ``/stats`` as a PNG: win rate and average return by catalyst type (every
+    trader's reports, the sample size on each bar) and your cumulative reported return."""
+    png = await ctx.services.feedback.chart(principal.user.id, principal.user.name)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.post(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.filters import SignalFilter
 from domain.outcomes import GroupStats, OutcomeStats, UserStats
+from domain.preview import FilterPreview
 from domain.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalType
 
 
@@ -226,3 +227,55 @@ class LinkResponse(BaseModel):
     status: Literal["linked"]
     user_id: int
     name: str
+
+
+class CountOut(BaseModel):
+    name: str
+    count: int
+
+
+class PreviewOut(BaseModel):
+    """What a filter would have matched over the last ``days`` days."""
+
+    days: int
+    since: datetime
+    filters: FilterModel
+    filter_text: str
+    signals_in_window: int
+    matched: int
+    per_day: float
+    top_catalysts: list[CountOut]
+    top_tickers: list[CountOut]
+    outcomes: OutcomeStatsOut
+    outcomes_reported: int
+    small_sample: bool = Field(
+        description="Fewer executed trades reported than the sample the hub trusts."
+    )
+    summary: str
+
+    @classmethod
+    def of(cls, flt: SignalFilter, preview: FilterPreview) -> PreviewOut:
+        return cls(
+            days=preview.days,
+            since=preview.since,
+            filters=FilterModel.of(flt),
+            filter_text=flt.to_text(),
+            signals_in_window=preview.signals_in_window,
+            matched=preview.matched,
+            per_day=round(preview.per_day, 2),
+            top_catalysts=[CountOut(name=n, count=c) for n, c in preview.top_catalysts],
+            top_tickers=[CountOut(name=n, count=c) for n, c in preview.top_tickers],
+            outcomes=OutcomeStatsOut.of(preview.outcomes),
+            outcomes_reported=preview.reported,
+            small_sample=preview.small_sample,
+            summary=preview.summary_line(),
+        )
+
+
+class HintOut(BaseModel):
+    """The outcome ledger's line for alerts of one catalyst type and confidence bucket."""
+
+    catalyst_type: str
+    confidence_bucket: str = Field(examples=["0.8-0.9"])
+    line: str = Field(examples=["FDA, 80–90%: 14 W / 6 L reported, avg +4.20%"])
+    stats: OutcomeStatsOut

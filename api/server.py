@@ -1,5 +1,10 @@
 """Run uvicorn inside the hub's own event loop (no signal handlers, no new loop).
 
+uvicorn runs through its public API: ``Server.serve(sockets=...)`` in a task, on
+sockets bound here (so port 0 resolves before it starts), ``Server.started`` to
+know it is up, ``should_exit`` to stop it. The one thing it has no option for,
+leaving SIGINT/SIGTERM to the hub, is :class:`api.uvicorn_internals.EmbeddedServer`.
+
 :class:`ApiServer` is how the API faces the internet (``catalyst run``, and the
 Procfile's ``web`` role as ``catalyst run --roles api``): besides the app's own
 edge (:mod:`api.edge`) it installs the connection-level one
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from typing import Any, Literal, cast
 
 import uvicorn
@@ -20,9 +26,14 @@ from fastapi import FastAPI
 
 from api.edge_protocol import EdgeGuard, protocol_factory
 from api.fastsend import FanoutProtocol
+from api.uvicorn_internals import EmbeddedServer
 from api.ws import CLOSE_GOING_AWAY, ConnectionManager
 
 log = logging.getLogger(__name__)
+
+#: How often start() looks whether uvicorn is up (``Server.started`` is a plain flag).
+STARTED_POLL = 0.005
+BACKLOG = 4096
 
 #: Seconds between uvicorn's protocol pings (its default); their pong deadline is
 #: ``api.heartbeat_timeout_seconds`` (see :mod:`api.fastsend`).
@@ -168,10 +179,11 @@ class ApiServer:
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=5,
-            backlog=4096,
+            backlog=BACKLOG,
         )
-        self._server = uvicorn.Server(self._config)
+        self._server = EmbeddedServer(self._config)
         self._main: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
 
     @property
     def manager(self) -> ConnectionManager:
@@ -185,19 +197,37 @@ class ApiServer:
     async def start(self) -> None:
         """Bind, run the app's startup, and return once listening."""
         install_log_redaction()
-        if not self._config.loaded:
-            self._config.load()
-        server = self._server
-        server.lifespan = self._config.lifespan_class(self._config)
         try:
-            await server.startup()
-        except SystemExit:
-            raise RuntimeError(f"the API could not start on {self.host}:{self.port}") from None
-        sockets = server.servers[0].sockets if server.servers else []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        self._main = asyncio.create_task(server.main_loop(), name="api-server")
+            sockets = _bind(self.host, self.port)
+        except OSError as exc:
+            raise RuntimeError(
+                f"the API could not start on {self.host}:{self.port}: {exc}"
+            ) from None
+        self.port = sockets[0].getsockname()[1]
+        server = self._server
+        self._failed = None
+        main = self._main = asyncio.create_task(self._serve(sockets), name="api-server")
+        try:
+            while not server.started:
+                if main.done():
+                    cause = self._failed or (None if main.cancelled() else main.exception())
+                    raise RuntimeError(
+                        f"the API could not start on {self.host}:{self.port}"
+                    ) from cause
+                await asyncio.sleep(STARTED_POLL)
+        except BaseException:
+            self._main = None
+            main.cancel()
+            for sock in sockets:
+                sock.close()
+            raise
         log.info("API listening on %s", self.url)
+
+    async def _serve(self, sockets: list[socket.socket]) -> None:
+        try:
+            await self._server.serve(sockets=sockets)
+        except SystemExit as exc:  # uvicorn's way of saying the startup failed
+            self._failed = exc
 
     async def stop(self) -> None:
         """Close WebSocket clients with 1001, then stop uvicorn gracefully."""
@@ -207,4 +237,31 @@ class ApiServer:
         self._server.should_exit = True
         await self._main
         self._main = None
-        await self._server.shutdown()
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address ``host`` resolves to (as asyncio's
+    ``create_server`` would bind them); with port 0 they all share the first one's port."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, Any]] = set()
+    try:
+        for family, kind, proto, _name, address in infos:
+            if (family, address[0]) in seen:
+                continue
+            seen.add((family, address[0]))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            if port == 0:
+                port = sock.getsockname()[1]
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -28,10 +28,10 @@ time from t0 until the last of the N clients has the signal.
 Three modes run interleaved, one signal each per round (so noise from other
 processes hits all of them alike): the manager's concurrent broadcast
 (serialize once, write pre-built frames, per-client queues), the sequential
-baseline (``ConnectionManager.sequential_broadcast``: serialize per client and
-await each send in turn, as the design document's sketch does), and a "bare
-socket" floor (this process writes the same frame to N plain asyncio
-transports: no framework at all). The ratio of the p50s is printed.
+baseline (:class:`SequentialBaseline`, installed as the manager's bus listener:
+serialize per client and await each send in turn, as the design document's sketch
+does), and a "bare socket" floor (this process writes the same frame to N plain
+asyncio transports: no framework at all). The ratio of the p50s is printed.
 
 Why the receiving side is a ``selectors`` loop
     The clients connect with asyncio (handshake and token auth as a real client
@@ -613,7 +613,7 @@ def text_frame(payload: bytes) -> bytes:
 
 def floor_message(signal_id: str) -> str:
     """The very text the hub sends for a bench signal (same size), for the floor."""
-    from api.ws import signal_message
+    from api.ws_messages import signal_message
     from domain.signals import Signal
 
     return signal_message(Signal(signal_id=signal_id, **BENCH_SIGNAL).with_seq(1))
@@ -640,6 +640,38 @@ class FloorPeer(asyncio.Protocol):
             b"Connection: Upgrade\r\n\r\n" + text_frame(b'{"type":"welcome"}')
         )
         self.peers.append(self.transport)
+
+
+class SequentialBaseline:
+    """The design document's broadcast, the benchmark's baseline: serialize per client
+    and await each send in turn. Installed as the manager's bus listener before it
+    starts; while ``active`` it replaces the manager's fan-out, else passes through."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.fanout = manager.on_signal
+        self.active = False
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_signal(self, signal: Any) -> None:
+        if not self.active:
+            self.fanout(signal)
+        elif self.manager.connection_count:
+            task = asyncio.create_task(self._broadcast(signal))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _broadcast(self, signal: Any) -> None:
+        async with self._lock:
+            data = signal.to_public()
+            for client in self.manager.clients():
+                if client.closing or not client.wants(signal):
+                    continue
+                try:
+                    await client.websocket.send_json({"type": "signal", "data": data})
+                except Exception:
+                    continue
 
 
 async def bench(
@@ -688,8 +720,10 @@ async def bench(
 
     ctx.bus.subscribe(stamp)  # before the manager's listener: the instant the hub publishes
     server = ApiServer(create_app(ctx), "127.0.0.1", 0)
-    await server.start()
     manager = server.manager
+    baseline = SequentialBaseline(manager)
+    manager.on_signal = baseline.on_signal  # before start() subscribes it to the bus
+    await server.start()
     receiver = "asyncio.Protocol client" if asyncio_client else "selectors-loop client"
     if busy_poll and not asyncio_client:
         receiver += ", busy-polling"
@@ -737,13 +771,13 @@ async def bench(
                         for peer in floor_peers:
                             peer.write(frame)
                     else:
-                        manager.sequential_broadcast = event["mode"] == "sequential"
+                        baseline.active = event["mode"] == "sequential"
                     proc.stdin.write(b"ok\n")
                     await proc.stdin.drain()
                 elif event["event"] == "result":
                     result = event
             await proc.wait()
-            manager.sequential_broadcast = False
+            baseline.active = False
             if not result:
                 raise RuntimeError(f"the client process failed (exit {proc.returncode})")
             lines = [

@@ -47,6 +47,9 @@ class Alert:
     subscription_id: int
     destination: str
     signal: Signal
+    #: One line from the outcome ledger for this signal's catalyst and confidence
+    #: (core/hints.py); None until enough outcomes are reported.
+    hint: str | None = None
 
 
 class DeliveryError(Exception):

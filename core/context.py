@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from core.auth import AuthService
 from core.bus import LiveBus
 from core.dispatcher import Dispatcher
+from core.hints import OutcomeHints
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
@@ -37,5 +38,7 @@ class HubContext:
     streams: StreamFilters
     #: Signals users received over the stream (WebSocket, REST), counted in memory.
     receipts: StreamReceipts
+    #: The outcome ledger's line for an alert's catalyst and confidence bucket.
+    hints: OutcomeHints
     #: PostgreSQL LISTEN connection (None on SQLite or with live.listen off).
     listener: NotifyListener | None = None

@@ -15,6 +15,13 @@ groups concurrently while keeping each destination's order. Outcomes:
   deliveries are marked ``dead``;
 * :class:`DestinationMoved` -> the subscription follows and the send is retried;
 * :class:`PermanentError` -> ``dead``.
+
+What each outcome does to the delivery row is :mod:`core.delivery_outcomes`, one
+method per outcome; this module claims, orders, rate-limits and sends.
+
+Time is injectable: ``clock`` (UTC, for rows), ``monotonic`` and ``timer`` (the
+rate limiters'), ``sleep`` (the worker's backoff after a failed round, and the
+sweeper's interval) and ``jitter`` (the retry backoff's random factor).
 """
 
 from __future__ import annotations
@@ -23,33 +30,34 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from core.channels import (
-    Alert,
-    Channel,
-    DestinationGone,
-    DestinationMoved,
-    PermanentError,
-    RetryLater,
-)
+from core.channels import Alert, Channel, DestinationMoved
+from core.delivery_outcomes import DeliveryOutcomes, Jitter
 from core.metrics import Metrics
-from core.ratelimit import ScopedLimiter, UsesLimiter
+from core.ratelimit import Clock as Monotonic
+from core.ratelimit import ScopedLimiter, Timer, UsesLimiter, loop_timer
 from core.settings import DispatcherSettings
+from domain.signals import Signal
 from storage.database import Database
-from storage.models import DeliveryStatus, SignalRow
-from storage.repositories import deliveries as repo
-from storage.repositories import subscriptions as subs_repo
+from storage.models import SignalRow
+from storage.repositories import deliveries as deliveries_repo
 from storage.repositories.deliveries import Claimed
 from storage.repositories.signals import to_signal
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+#: The outcome ledger's line for a signal's alert (core/hints.py: OutcomeHints.line_for).
+Hints = Callable[[Signal], Awaitable[str | None]]
 
 #: Waiting longer than this for a rate limit releases the claim instead of holding it.
 MAX_INLINE_WAIT = 5.0
+#: How many times one send follows its destination moving before it gives up.
+MAX_MOVES = 3
 
 
 def _utcnow() -> datetime:
@@ -64,11 +72,21 @@ class Dispatcher:
         *,
         metrics: Metrics | None = None,
         clock: Clock = _utcnow,
+        monotonic: Monotonic = time.monotonic,
+        timer: Timer = loop_timer,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Jitter = random.uniform,
+        hints: Hints | None = None,
     ) -> None:
         self._db = db
+        self._hints = hints
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
+        self._monotonic = monotonic
+        self._timer = timer
+        self._sleep = sleep
+        self._jitter = jitter
         self._channels: dict[str, Channel] = {}
         self._limiters: dict[str, ScopedLimiter] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -76,16 +94,15 @@ class Dispatcher:
         self._sweeper_task: asyncio.Task[None] | None = None
         #: Platforms being stopped: no new claims, no new sends.
         self._draining: set[str] = set()
-        self._platform_of: dict[int, str] = {}
-        #: Per platform, subscriptions found gone this round: skip their other claims.
-        self._gone_subs: dict[str, set[int]] = {}
 
     # ---- setup ----------------------------------------------------------
     def register(self, channel: Channel) -> None:
         if channel.platform in self._channels:
             raise ValueError(f"a channel for {channel.platform!r} is already registered")
         self._channels[channel.platform] = channel
-        limiter = self._limiters[channel.platform] = ScopedLimiter()
+        limiter = self._limiters[channel.platform] = ScopedLimiter(
+            clock=self._monotonic, timer=self._timer
+        )
         if isinstance(channel, UsesLimiter):
             # Its extra requests (a DM open before a post) draw from the same budget.
             channel.attach_limiter(limiter)
@@ -184,7 +201,7 @@ class Dispatcher:
                         str(exc)[:200],
                     )
                 handled = 0
-                await asyncio.sleep(min(30.0, self._settings.poll_seconds * 2 ** min(failures, 5)))
+                await self._sleep(min(30.0, self._settings.poll_seconds * 2 ** min(failures, 5)))
             if handled or platform in self._draining:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -198,13 +215,13 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("expiry sweep failed")
-            await asyncio.sleep(max(self._settings.poll_seconds * 10, 1.0))
+            await self._sleep(max(self._settings.poll_seconds * 10, 1.0))
 
     async def expire_stale(self) -> int:
         now = self._clock()
         cutoff = now - timedelta(seconds=self._settings.ttl_seconds)
         async with self._db.transaction() as session:
-            count = await repo.expire_older_than(cutoff, now, session=session)
+            count = await deliveries_repo.expire_older_than(cutoff, now, session=session)
         if count:
             log.info("expired %d deliveries older than %gs", count, self._settings.ttl_seconds)
         return count
@@ -216,28 +233,33 @@ class Dispatcher:
         now = self._clock()
         lease = timedelta(seconds=self._settings.lease_seconds)
         async with self._db.transaction() as session:
-            claimed = await repo.claim_due(
+            claimed = await deliveries_repo.claim_due(
                 platform, now, now + lease, self._settings.batch_size, session=session
             )
         if not claimed:
             return 0
-        for item in claimed:
-            self._platform_of[item.delivery_id] = platform
-        try:
-            return await self._run_claimed(platform, channel, claimed)
-        finally:
-            for item in claimed:
-                self._platform_of.pop(item.delivery_id, None)
+        return await self._run_claimed(platform, channel, claimed)
 
     async def _run_claimed(self, platform: str, channel: Channel, claimed: list[Claimed]) -> int:
         async with self._db.session() as session:
-            signals = await repo.signals_by_seq([c.signal_seq for c in claimed], session=session)
+            signals = await deliveries_repo.signals_by_seq(
+                [c.signal_seq for c in claimed], session=session
+            )
         groups: dict[str, list[Claimed]] = {}
         for item in claimed:
             groups.setdefault(item.destination, []).append(item)
         deadline = asyncio.get_running_loop().time() + self._settings.lease_seconds * 0.8
         sem = asyncio.Semaphore(self._settings.concurrency)
-        gone = self._gone_subs[platform] = set()
+        outcomes = DeliveryOutcomes(
+            self._db,
+            self._settings,
+            platform,
+            limiter=self._limiters[platform],
+            clock=self._clock,
+            metrics=self._metrics,
+            jitter=self._jitter,
+        )
+        gone = outcomes.gone_subscriptions
 
         async def run_group(items: list[Claimed]) -> None:
             for index, item in enumerate(items):
@@ -245,12 +267,12 @@ class Dispatcher:
                     continue  # deactivated earlier this round; its deliveries are dead
                 if platform in self._draining:
                     # Stopping: what has not started goes back for the next sender now.
-                    await self._release(items[index:], self._clock(), "released at shutdown")
+                    await outcomes.release(items[index:], self._clock(), "released at shutdown")
                     return
-                hold = await self._process(channel, item, signals, sem, deadline)
+                hold = await self._process(channel, outcomes, item, signals, sem, deadline)
                 if hold is not None:
                     # Keep the destination's order: the rest wait as long as this one.
-                    await self._release(items[index + 1 :], hold)
+                    await outcomes.release(items[index + 1 :], hold)
                     return
 
         results = await asyncio.gather(
@@ -261,60 +283,25 @@ class Dispatcher:
                 log.error("delivery group failed: %r", result)
         return len(claimed)
 
-    async def _release(
-        self,
-        items: list[Claimed],
-        until: datetime,
-        reason: str = "waiting behind an earlier delivery",
-    ) -> None:
-        if not items:
-            return
-        async with self._db.transaction() as session:
-            for item in items:
-                kept = await repo.reschedule(
-                    item.delivery_id,
-                    item.token,
-                    until,
-                    session=session,
-                    error=reason,
-                    count_attempt=False,
-                )
-                if not kept:
-                    self._lost(item)
-
-    def _lost(self, item: Claimed) -> None:
-        """A result that came after the claim was lost: recorded by nobody, counted."""
-        platform = self._platform_of.get(item.delivery_id, "unknown")
-        log.warning(
-            "delivery %d: claim lost before its result was recorded (lease ran out)",
-            item.delivery_id,
-        )
-        if self._metrics is not None:
-            self._metrics.claims_lost.labels(channel=platform).inc()
-
-    def _count(self, platform: str, state: str) -> None:
-        if self._metrics is not None:
-            self._metrics.deliveries.labels(channel=platform, state=state).inc()
-
-    async def _finish(
-        self, item: Claimed, status: DeliveryStatus, error: str | None = None
-    ) -> None:
-        async with self._db.transaction() as session:
-            kept = await repo.finish(
-                item.delivery_id,
-                item.token,
-                status,
-                session=session,
-                now=self._clock(),
-                error=error,
-                attempts_delta=0 if status is DeliveryStatus.EXPIRED else 1,
+    async def _hint_for(self, signal: Signal) -> str | None:
+        """The outcome ledger's line for the alert (core/hints.py). A hint is a nicety:
+        failing to read it never holds a delivery back."""
+        if self._hints is None:
+            return None
+        try:
+            return await self._hints(signal)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "no outcome hint for signal %s: %s", signal.signal_id, exc.__class__.__name__
             )
-        if not kept:
-            self._lost(item)
+            return None
 
     async def _process(
         self,
         channel: Channel,
+        outcomes: DeliveryOutcomes,
         item: Claimed,
         signals: Mapping[int, SignalRow],
         sem: asyncio.Semaphore,
@@ -325,29 +312,26 @@ class Dispatcher:
         Returns None when done, or the time before which later deliveries to the
         same destination must not go (this one was put back until then).
         """
-        platform = channel.platform
-        now = self._clock()
         if not item.active:
-            await self._finish(item, DeliveryStatus.DEAD, "subscription inactive")
-            self._count(platform, "dead")
+            await outcomes.inactive(item)
             return None
-        if now - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
-            await self._finish(item, DeliveryStatus.EXPIRED, "expired: older than TTL")
-            self._count(platform, "expired")
+        if self._clock() - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
+            await outcomes.expired(item)
             return None
         row = signals.get(item.signal_seq)
         if row is None:  # pragma: no cover - foreign key makes this impossible
-            await self._finish(item, DeliveryStatus.DEAD, "signal missing")
+            await outcomes.dead(item, "signal missing")
             return None
         signal = to_signal(row)
-        limiter = self._limiters[platform]
+        hint = await self._hint_for(signal)
+        limiter = self._limiters[channel.platform]
         destination = item.destination
-        for _hop in range(3):
+        for _move in range(MAX_MOVES):
             limits = channel.limits_for(destination)
             wait = limiter.ready_in(limits)
             loop_now = asyncio.get_running_loop().time()
             if wait > MAX_INLINE_WAIT or loop_now + wait > deadline:
-                return await self._reschedule(item, wait, "rate limited", count_attempt=False)
+                return await outcomes.rate_limited(item, wait)
             async with sem:
                 try:
                     # Queued behind other sends (FIFO per scope): give up the wait,
@@ -355,130 +339,33 @@ class Dispatcher:
                     async with asyncio.timeout_at(deadline):
                         permit = await limiter.acquire(limits)
                 except TimeoutError:
-                    return await self._reschedule(item, 0.0, "rate limited", count_attempt=False)
+                    return await outcomes.rate_limited(item, 0.0)
                 try:
                     # A send never outlives its claim: past the deadline (well inside
                     # the lease) another worker could retake and resend it.
                     async with asyncio.timeout_at(deadline):
                         try:
                             await channel.send(
-                                Alert(item.delivery_id, item.subscription_id, destination, signal)
+                                Alert(
+                                    item.delivery_id,
+                                    item.subscription_id,
+                                    destination,
+                                    signal,
+                                    hint,
+                                )
                             )
                         finally:
                             limiter.settle(permit)  # answered (or not): counted by now
-                except TimeoutError:
-                    return await self._transient(
-                        item, platform, "send timed out before its claim's lease ran out"
-                    )
-                except RetryLater as exc:
-                    limiter.refund(limits, permit)
-                    limiter.block(exc.scope, exc.retry_after)
-                    log.warning(
-                        "%s rate limited (%s) for %.1fs", platform, exc.scope, exc.retry_after
-                    )
-                    self._count(platform, "rate_limited")
-                    return await self._reschedule(
-                        item, exc.retry_after, exc.reason, count_attempt=False
-                    )
                 except DestinationMoved as exc:
-                    async with self._db.transaction() as session:
-                        moved = await subs_repo.move(
-                            item.subscription_id, exc.new_destination, session=session
-                        )
-                    if not moved:
-                        await self._gone(
-                            platform, item, f"moved to {exc.new_destination}, which is taken"
-                        )
+                    if not await outcomes.moved(item, destination, exc.new_destination):
                         return None
-                    log.info(
-                        "%s destination %s moved to %s", platform, destination, exc.new_destination
-                    )
                     destination = exc.new_destination
                     continue
-                except DestinationGone as exc:
-                    await self._gone(platform, item, exc.reason)
-                    return None
-                except PermanentError as exc:
-                    log.warning(
-                        "%s delivery %d rejected: %s", platform, item.delivery_id, exc.reason
-                    )
-                    await self._finish(item, DeliveryStatus.DEAD, exc.reason)
-                    self._count(platform, "dead")
-                    return None
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
-                    reason = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
-                    return await self._transient(item, platform, str(reason))
-            sent_at = self._clock()
-            await self._finish(item, DeliveryStatus.SENT)
-            self._count(platform, "sent")
-            if self._metrics is not None:
-                self._metrics.delivery_latency.labels(channel=platform).observe(
-                    max(0.0, (sent_at - item.created_at).total_seconds())
-                )
+                except Exception as exc:  # what it means: DeliveryOutcomes.failed
+                    return await outcomes.failed(item, exc, limits, permit)
+            await outcomes.sent(item)
             return None
-        await self._finish(item, DeliveryStatus.DEAD, "destination moved too many times")
+        await outcomes.dead(item, "destination moved too many times")
         return None
-
-    async def _transient(self, item: Claimed, platform: str, reason: str) -> datetime | None:
-        attempts = item.attempts + 1
-        if attempts >= self._settings.max_attempts:
-            log.warning(
-                "%s delivery %d dead after %d attempts: %s",
-                platform,
-                item.delivery_id,
-                attempts,
-                reason,
-            )
-            await self._finish(item, DeliveryStatus.DEAD, reason)
-            self._count(platform, "dead")
-            return None
-        delay = min(
-            self._settings.backoff_max_seconds,
-            self._settings.backoff_base_seconds * (2 ** (attempts - 1)),
-        ) * random.uniform(0.8, 1.2)
-        log.info(
-            "%s delivery %d failed (%s); retry in %.1fs", platform, item.delivery_id, reason, delay
-        )
-        self._count(platform, "failed")
-        return await self._reschedule(item, delay, reason, count_attempt=True)
-
-    async def _reschedule(
-        self, item: Claimed, delay: float, reason: str, *, count_attempt: bool
-    ) -> datetime:
-        until = self._clock() + timedelta(seconds=delay)
-        async with self._db.transaction() as session:
-            kept = await repo.reschedule(
-                item.delivery_id,
-                item.token,
-                until,
-                session=session,
-                error=reason,
-                count_attempt=count_attempt,
-            )
-        if not kept:
-            self._lost(item)
-        return until
-
-    async def _gone(self, platform: str, item: Claimed, reason: str) -> None:
-        log.warning(
-            "destination of subscription %d is gone (%s); deactivating",
-            item.subscription_id,
-            reason,
-        )
-        self._gone_subs.setdefault(platform, set()).add(item.subscription_id)
-        async with self._db.transaction() as session:
-            await subs_repo.deactivate(item.subscription_id, reason, session=session)
-            await repo.finish(
-                item.delivery_id,
-                item.token,
-                DeliveryStatus.DEAD,
-                session=session,
-                now=self._clock(),
-                error=reason,
-            )
-            await repo.kill_open_for_subscription(
-                item.subscription_id, f"subscription deactivated: {reason}", session=session
-            )
-        self._count(platform, "dead")

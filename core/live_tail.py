@@ -163,5 +163,8 @@ class SignalTail:
                         exc.__class__.__name__,
                     )
                 self._failing = True
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+            # arrives with a wake, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval())
+                async with asyncio.timeout(self._interval()):
+                    await self._wake.wait()

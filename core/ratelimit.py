@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,36 +40,92 @@ from core.channels import RateLimit
 
 Clock = Callable[[], float]
 
+#: The shortest wait :meth:`SlidingWindow.hit` reports for a refused event, so a
+#: refusal is never mistaken for "allowed" (0.0) whatever the rounding.
+MIN_WAIT = 0.001
 
-class _Window:
-    """One scope's sliding window, its reservations and its FIFO of waiters."""
 
-    __slots__ = ("max_calls", "period", "reserved", "scope", "stamps", "timer", "waiters")
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
-    def __init__(self, scope: str, max_calls: int, period: float) -> None:
-        self.scope = scope
-        self.max_calls = max_calls
+
+#: Runs ``callback`` after ``delay`` seconds; returns a handle that can cancel it.
+Timer = Callable[[float, Callable[[], None]], Cancellable]
+
+
+def loop_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
+    """The running event loop's timer (the default :data:`Timer`)."""
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class SlidingWindow:
+    """At most ``max_events`` events in any ``period`` seconds.
+
+    ``stamps`` are the times of the events still in the window, oldest first. This
+    is the one place the sliding-window arithmetic lives: the API edge uses it
+    alone (:meth:`hit`, through :class:`api.ratelimit.KeyedRateLimiter` or per
+    connection), and :class:`ScopedLimiter`'s windows add reservations and waiters.
+    """
+
+    __slots__ = ("max_events", "period", "stamps")
+
+    def __init__(self, max_events: int, period: float) -> None:
+        self.max_events = max_events
         self.period = period
         self.stamps: deque[float] = deque()
+
+    def expire(self, now: float) -> None:
+        """Forget the events that have left the window by ``now``."""
+        stamps = self.stamps
+        edge = now - self.period
+        while stamps and stamps[0] <= edge:
+            stamps.popleft()
+
+    def taken(self) -> int:
+        """Slots in use (as of the last :meth:`expire`)."""
+        return len(self.stamps)
+
+    def free(self, now: float) -> bool:
+        self.expire(now)
+        return self.taken() < self.max_events
+
+    def _frees_in(self, now: float) -> float:
+        return self.stamps[0] + self.period - now if self.stamps else float("inf")
+
+    def wait_time(self, now: float) -> float:
+        """How long until a slot frees: 0 now; else when the oldest event leaves the
+        window (re-check then); inf while no event is counted (every slot is taken
+        otherwise, e.g. reserved)."""
+        return 0.0 if self.free(now) else self._frees_in(now)
+
+    def hit(self, now: float) -> float:
+        """Record an event at ``now`` if allowed (returns 0.0); else return the
+        seconds to wait (at least :data:`MIN_WAIT`), recording nothing."""
+        if self.free(now):
+            self.stamps.append(now)
+            return 0.0
+        return max(self._frees_in(now), MIN_WAIT)
+
+    def idle(self, now: float) -> bool:
+        """True when nothing is left in the window (it can be forgotten)."""
+        return not self.stamps or self.stamps[-1] <= now - self.period
+
+
+class _Window(SlidingWindow):
+    """One scope's sliding window, its reservations and its FIFO of waiters."""
+
+    __slots__ = ("reserved", "scope", "timer", "waiters")
+
+    def __init__(self, scope: str, max_calls: int, period: float) -> None:
+        super().__init__(max_calls, period)
+        self.scope = scope
         #: Slots let through to a waiter that has not left yet (no timestamp so far).
         self.reserved = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Cancellable | None = None
 
-    def _expire(self, now: float) -> None:
-        while self.stamps and self.stamps[0] <= now - self.period:
-            self.stamps.popleft()
-
-    def free(self, now: float) -> bool:
-        self._expire(now)
-        return len(self.stamps) + self.reserved < self.max_calls
-
-    def wait_time(self, now: float) -> float:
-        """How long until a slot frees: 0 now; when the oldest send leaves the window
-        (re-checked then); inf while every slot is reserved (a departure re-checks)."""
-        if self.free(now):
-            return 0.0
-        return self.stamps[0] + self.period - now if self.stamps else float("inf")
+    def taken(self) -> int:
+        return len(self.stamps) + self.reserved
 
 
 class Permit:
@@ -100,16 +157,27 @@ class UsesLimiter(Protocol):
 class ScopedLimiter:
     """Holds a window per scope and the scopes blocked by a platform's retry-after.
 
-    ``margin`` widens each window by that fraction (default none). Channels that
-    need slack for the time between our send and the platform's count put it in
-    their :class:`RateLimit` periods, where it can be absolute and per limit.
+    ``margin`` widens each window by that fraction (default none): slack for clock
+    skew between our count and the platform's. Channels that need slack for the
+    time between our send and the platform's count put it in their
+    :class:`RateLimit` periods, where it can be absolute and per limit.
+
+    ``clock`` (seconds, monotonic) and ``timer`` (what wakes a queue when its next
+    slot frees) default to the real ones; tests pass a manual clock for both.
     """
 
-    def __init__(self, *, margin: float = 0.0, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 0.0,
+        clock: Clock = time.monotonic,
+        timer: Timer = loop_timer,
+    ) -> None:
         self._windows: dict[tuple[str, int, float], _Window] = {}
         self._blocked: dict[str, float] = {}
         self._margin = margin
         self._clock = clock
+        self._timer = timer
 
     # ---- retry-after ------------------------------------------------------
     def block(self, scope: str, seconds: float) -> None:
@@ -145,7 +213,7 @@ class ScopedLimiter:
     def stamps(self, limit: RateLimit) -> list[float]:
         """The departure times counted in ``limit``'s window (oldest first)."""
         window = self._window(limit)
-        window._expire(self._clock())
+        window.expire(self._clock())
         return list(window.stamps)
 
     def waiting(self, limit: RateLimit) -> int:
@@ -174,10 +242,9 @@ class ScopedLimiter:
             return
         delay = self._window_delay(window, now)
         if delay != float("inf"):
-            loop = asyncio.get_running_loop()
-            window.timer = loop.call_at(loop.time() + max(0.0, delay), self._pump, window)
+            window.timer = self._timer(max(0.0, delay), functools.partial(self._pump, window))
 
-    async def _reserve(self, window: _Window, *, first: bool = False) -> None:
+    async def _reserve(self, window: _Window, *, first: bool) -> None:
         """Wait in ``window``'s queue until it lets us through with a slot reserved
         (``first``: at the head of the queue)."""
         now = self._clock()
@@ -261,12 +328,11 @@ class ScopedLimiter:
         now = self._clock()
         if now <= permit.stamp:
             return
-        for window in permit.windows:
-            if permit.refunded:
-                continue
-            with contextlib.suppress(ValueError):  # gone if the send outlasted the period
-                window.stamps.remove(permit.stamp)
-            bisect.insort(window.stamps, now)
+        if not permit.refunded:  # a refused send is not counted at all
+            for window in permit.windows:
+                with contextlib.suppress(ValueError):  # gone if it outlasted the period
+                    window.stamps.remove(permit.stamp)
+                bisect.insort(window.stamps, now)
         permit.stamp = now
 
     def ready_in(self, limits: Sequence[RateLimit]) -> float:

@@ -4,7 +4,8 @@ Values come from, highest priority first:
 
 1. environment variables with the ``CATALYST_`` prefix and ``__`` for nesting
    (``CATALYST_DATABASE__URL``, ``CATALYST_TELEGRAM__TOKEN``);
-2. a TOML file (``--config PATH``, else ``./config.toml`` when present);
+2. a TOML file (``--config PATH``, else ``./config.toml`` when present), read by
+   pydantic-settings' :class:`~pydantic_settings.TomlConfigSettingsSource`;
 3. the defaults below, which are the embedded defaults: SQLite in ``./catalyst.db``,
    the demo source, the console channel, the API on 127.0.0.1:8000.
 
@@ -21,6 +22,7 @@ import math
 import os
 import tomllib
 from collections import Counter
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +41,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
+    TomlConfigSettingsSource,
 )
 
 from domain.errors import ConfigError
@@ -48,6 +51,10 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "secret", "changeme", "change-me", "change_me", "dev", "development", "placeholder"}
 )
 
+
+#: The TOML file :func:`load_settings` is reading (None: no file). ``Settings(...)``
+#: built directly reads no file, as before.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("catalyst_config_file", default=None)
 
 #: Least estimated entropy, in bits, of a production JWT secret.
 MIN_SECRET_BITS = 90
@@ -287,6 +294,14 @@ class DiscordSettings(_Section):
     admin_user_ids: IntList = Field(default_factory=list)
 
 
+class StatsSettings(_Section):
+    """How the outcome ledger is shown to traders."""
+
+    #: Executed trades a (catalyst, confidence) group needs before alerts carry its
+    #: hint, and below which a filter preview flags its outcomes as a small sample.
+    min_sample: int = Field(default=10, ge=1, le=100_000)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -319,6 +334,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
+    stats: StatsSettings = StatsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -330,8 +346,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment variables override the values passed in (the TOML file's).
-        return (env_settings, init_settings)
+        # Environment variables override the values passed in, which override the
+        # TOML file's (only load_settings names one); dotenv and secret files are unused.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_CONFIG_FILE.get())
+        return (env_settings, init_settings, toml)
 
     def check_secrets(self) -> None:
         """Refuse placeholder secrets in production."""
@@ -385,30 +403,31 @@ def _describe(exc: ValidationError) -> str:
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
     """Read the TOML file (if any), apply environment overrides, validate.
 
-    ``config_path`` None means ``./config.toml`` when it exists. ``overrides`` are
-    merged over the file's top-level sections (used by tests and the CLI).
+    ``config_path`` None means ``./config.toml`` when it exists. ``overrides`` take
+    precedence over the file's values (used by tests and the CLI); environment
+    variables over both.
     """
-    data: dict[str, Any] = {}
     path = Path(config_path) if config_path is not None else Path("config.toml")
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.__class__.__name__}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    elif config_path is not None:
-        raise ConfigError(f"config file {path} does not exist")
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
+    if not path.exists():
+        if config_path is not None:
+            raise ConfigError(f"config file {path} does not exist")
+        file: Path | None = None
+    elif not path.is_file():  # the source would skip it silently
+        raise ConfigError(f"cannot read config file {path}: not a file")
+    else:
+        file = path
+    token = _CONFIG_FILE.set(file)
     try:
-        settings = Settings(**data)
+        settings = Settings(**overrides)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     except SettingsError as exc:  # an environment value that is not the JSON it needs
         raise ConfigError(f"invalid configuration: {exc}") from None
+    finally:
+        _CONFIG_FILE.reset(token)
     settings.check_secrets()
     return settings

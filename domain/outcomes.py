@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from domain.errors import InvalidInput
@@ -128,3 +129,47 @@ def confidence_bucket(confidence: float) -> str:
         if low <= confidence < high:
             return f"{low:.1f}-{min(high, 1.0):.1f}"
     return "unknown"
+
+
+def cumulative_returns(
+    rows: Iterable[tuple[datetime, str, float | None]],
+) -> list[tuple[datetime, float]]:
+    """The running sum of reported returns, one point per executed trade with a
+    return, in the order given (oldest first). Skips and trades without a return
+    add no point."""
+    total = 0.0
+    points: list[tuple[datetime, float]] = []
+    for when, outcome, ret in rows:
+        if outcome in EXECUTED and ret is not None:
+            total += ret
+            points.append((when, round(total, 4)))
+    return points
+
+
+#: Fewer executed trades than this in a group and no hint is shown (``stats.min_sample``).
+DEFAULT_MIN_SAMPLE = 10
+
+
+def bucket_label(bucket: str) -> str:
+    """``"0.8-0.9"`` as a trader reads it: ``"80–90%"``."""
+    try:
+        low, high = (float(part) for part in bucket.split("-"))
+    except ValueError:
+        return bucket
+    return f"{low * 100:.0f}–{high * 100:.0f}%"
+
+
+def hint_line(
+    catalyst: str, bucket: str, stats: OutcomeStats, *, min_sample: int = DEFAULT_MIN_SAMPLE
+) -> str | None:
+    """The ledger's line for an alert of this catalyst type and confidence bucket,
+    e.g. ``FDA, 80–90%: 14 W / 6 L reported, avg +4.20%``; None below ``min_sample``
+    executed trades, so a handful of reports never reads as a track record."""
+    if stats.trades_executed < max(1, min_sample):
+        return None
+    line = f"{catalyst}, {bucket_label(bucket)}: {stats.wins} W / {stats.losses} L reported"
+    if stats.breakeven:
+        line += f" ({stats.breakeven} breakeven)"
+    if stats.avg_return is not None:
+        line += f", avg {stats.avg_return_text}"
+    return line

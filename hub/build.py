@@ -9,6 +9,7 @@ from core.auth import AuthService
 from core.bus import LiveBus
 from core.context import HubContext
 from core.dispatcher import Dispatcher
+from core.hints import OutcomeHints
 from core.live_tail import SignalTail
 from core.metrics import Metrics
 from core.publisher import Publisher
@@ -56,12 +57,13 @@ def build_context(settings: Settings) -> HubContext:
         fallback_poll_seconds=settings.live.fallback_poll_seconds,
         listener=listener,
     )
-    dispatcher = Dispatcher(db, settings.dispatcher, metrics=metrics)
+    hints = OutcomeHints(db, min_sample=settings.stats.min_sample)
+    dispatcher = Dispatcher(db, settings.dispatcher, metrics=metrics, hints=hints.line_for)
     if listener is not None:
         # A signal published by any process wakes this process's senders at once.
         listener.add(lambda _payload: dispatcher.wake())
     publisher = Publisher(db, feed=tail, metrics=metrics, on_enqueued=dispatcher.wake)
-    services = HubServices.build(db)
+    services = HubServices.build(db, min_sample=settings.stats.min_sample)
     return HubContext(
         settings=settings,
         db=db,
@@ -80,6 +82,7 @@ def build_context(settings: Settings) -> HubContext:
         recent=RecentSignals(db, bus, settings.live.recent_signals),
         streams=StreamFilters(services.subscriptions, settings.auth.cache_seconds),
         receipts=StreamReceipts(db),
+        hints=hints,
         listener=listener,
     )
 

@@ -49,8 +49,23 @@ class DeliveryStatus(StrEnum):
     EXPIRED = "expired"
 
 
+#: Covers the filter preview's grouped count (storage/repositories/preview.py): in
+#: group order, so no sort, and holding every filter field, so no table lookups.
+PREVIEW_INDEX_COLUMNS = (
+    "catalyst_type",
+    "ticker",
+    "timestamp",
+    "confidence",
+    "signal_type",
+    "price",
+    "rvol",
+    "sector",
+)
+
+
 class SignalRow(SQLModel, table=True):
     __tablename__ = "signals"
+    __table_args__ = (sa.Index("ix_signals_preview", *PREVIEW_INDEX_COLUMNS),)
 
     seq: int | None = Field(default=None, primary_key=True)
     signal_id: str = Field(max_length=128, unique=True, index=True)

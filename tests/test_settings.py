@@ -202,3 +202,43 @@ def test_logging_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CATALYST_LOGGING__LEVEL", "debug")
     assert load_settings().logging.level == "DEBUG"
+
+
+def test_precedence_environment_then_overrides_then_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[api]\nport = 9000\nhost = "0.0.0.0"\n[dispatcher]\nttl_seconds = 42\n')
+    s = load_settings(cfg, api={"port": 9001})
+    assert (s.api.port, s.api.host, s.dispatcher.ttl_seconds) == (9001, "0.0.0.0", 42)
+    monkeypatch.setenv("CATALYST_API__PORT", "9002")
+    s = load_settings(cfg, api={"port": 9001})
+    assert (s.api.port, s.api.host) == (9002, "0.0.0.0")
+
+
+def test_settings_built_directly_read_no_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config.toml").write_text("[api]\nport = 9000\n")
+    monkeypatch.chdir(tmp_path)
+    assert Settings().api.port == 8000
+    assert load_settings().api.port == 9000
+    assert Settings().api.port == 8000  # load_settings leaves nothing behind
+
+
+def test_unreadable_config_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file .*: not a file"):
+        load_settings(tmp_path)
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes(b'[api]\nhost = "\xff"\n')
+    with pytest.raises(ConfigError, match="cannot read config file .*UnicodeDecodeError"):
+        load_settings(cfg)
+
+
+def test_errors_never_show_a_secret_from_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[telegram]\nenabled = "SECRET-VALUE"\ntoken = 123456\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "telegram.enabled" in str(err.value) and "telegram.token" in str(err.value)
+    assert "SECRET-VALUE" not in str(err.value) and "123456" not in str(err.value)

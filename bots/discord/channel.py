@@ -1,7 +1,9 @@
-"""Delivery to Discord: the core Channel contract over discord.py's HTTP client.
+"""Delivery to Discord: the core Channel contract over discord.py's public API.
 
-Destinations are ``dm:<user id>`` (the DM channel is opened once, then cached)
-and ``channel:<channel id>``.
+Destinations are ``dm:<user id>`` (the DM channel is opened once with
+:meth:`discord.Client.create_dm`, then cached) and ``channel:<channel id>``; a post
+is :meth:`discord.PartialMessageable.send` on :meth:`discord.Client.get_partial_messageable`,
+so no request fetches the channel first.
 
 Rate limits: Discord allows a bot 50 requests/s in all, and 5 posts per 5 s in
 one channel. Posts and DM opens share the 50/s by need: the dispatcher takes one
@@ -29,7 +31,6 @@ from typing import ClassVar
 
 import aiohttp
 import discord
-from discord.http import handle_message_parameters
 
 from bots.discord.render import signal_embed
 from bots.discord.views import outcome_view
@@ -125,19 +126,16 @@ class DiscordChannel(Channel):
         try:
             opened = kind == "dm" and target not in self._dm_channels
             channel_id = await self._dm_channel(target) if kind == "dm" else target
-            with handle_message_parameters(
-                embed=signal_embed(alert.signal), view=outcome_view(alert.signal)
-            ) as params:
-                if opened and self._limiter is not None:
-                    # The dispatcher's slot went with the DM open, which left at
-                    # once; the post is a second request: its own slot, as it leaves.
-                    permit = await self._limiter.acquire((self._global,), first=True)
-                    try:
-                        await self._client.http.send_message(channel_id, params=params)
-                    finally:
-                        self._limiter.settle(permit)
-                else:
-                    await self._client.http.send_message(channel_id, params=params)
+            if opened and self._limiter is not None:
+                # The dispatcher's slot went with the DM open, which left at
+                # once; the post is a second request: its own slot, as it leaves.
+                permit = await self._limiter.acquire((self._global,), first=True)
+                try:
+                    await self._post(channel_id, alert)
+                finally:
+                    self._limiter.settle(permit)
+            else:
+                await self._post(channel_id, alert)
         except discord.RateLimited as exc:
             raise RetryLater(exc.retry_after, alert.destination) from None
         except discord.HTTPException as exc:
@@ -150,13 +148,20 @@ class DiscordChannel(Channel):
                 f"network error talking to Discord: {exc.__class__.__name__}"
             ) from None
 
+    async def _post(self, channel_id: int, alert: Alert) -> None:
+        # The view's buttons are DynamicItems (bots/discord/views.py), so discord.py
+        # keeps no per-message state for it after the send.
+        messageable = self._client.get_partial_messageable(channel_id)
+        await messageable.send(
+            embed=signal_embed(alert.signal, alert.hint), view=outcome_view(alert.signal)
+        )
+
     async def _dm_channel(self, user_id: int) -> int:
         channel_id = self._dm_channels.get(user_id)
         if channel_id is not None:
             self._dm_channels.move_to_end(user_id)
             return channel_id
-        data = await self._client.http.start_private_message(user_id)
-        channel_id = int(data["id"])
+        channel_id = (await self._client.create_dm(discord.Object(id=user_id))).id
         self.remember_dm_channel(user_id, channel_id)
         if self.on_dm_opened is not None:
             try:

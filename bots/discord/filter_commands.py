@@ -1,4 +1,5 @@
-"""``/filters show|set|reset [channel]``: a destination's filter, set only from the options given.
+"""``/filters show|set|preview|reset [channel]``: a destination's filter, set only from the
+options given, and a preview of what a filter would have sent.
 
 :class:`FiltersGroup` is the command group; the helpers turn its options into
 filter changes and a filter into text.
@@ -22,6 +23,7 @@ from bots.discord.replies import Replier
 from core.context import HubContext
 from domain.errors import InvalidInput
 from domain.filters import FIELD_HELP, SignalFilter
+from domain.preview import DEFAULT_DAYS, MAX_DAYS
 
 SET_OPTIONS = (
     "min_confidence",
@@ -85,7 +87,7 @@ def changes_from(
 
 
 class FiltersGroup(app_commands.Group, name="filters", description="Choose which signals you get"):
-    """``/filters show|set|reset``: discord.py binds each subcommand to this instance."""
+    """``/filters show|set|preview|reset``: discord.py binds each subcommand to this instance."""
 
     def __init__(self, hub: HubContext, replier: Replier) -> None:
         super().__init__()
@@ -150,7 +152,8 @@ class FiltersGroup(app_commands.Group, name="filters", description="Choose which
             changes = changes_from(options, clear)
             subs = self.hub.services.subscriptions
             flt = await subs.update_filter("discord", destination, changes)
-            return "Saved. " + filter_text(flt, place(channel))
+            preview = await self.hub.services.preview.preview(flt)
+            return f"Saved. {filter_text(flt, place(channel))}\n{preview.summary_line()}"
 
         await self.replier.run(interaction, work())
 
@@ -159,6 +162,38 @@ class FiltersGroup(app_commands.Group, name="filters", description="Choose which
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
         return catalyst_choices(current)
+
+    @app_commands.command(
+        name="preview", description="What a filter would have sent you lately, and how it went"
+    )
+    @app_commands.describe(
+        filter="A filter to try, e.g. catalyst_types=FDA min_confidence=0.8; "
+        "leave out for your DMs' or the channel's",
+        days="How many days back (1-365, default 30)",
+        channel="Preview this channel's filters instead of your DMs'",
+    )
+    async def preview(
+        self,
+        interaction: discord.Interaction[Any],
+        filter: str | None = None,
+        days: app_commands.Range[int, 1, MAX_DAYS] = DEFAULT_DAYS,
+        channel: TextChannel | None = None,
+    ) -> None:
+        async def work() -> str:
+            if filter is not None and filter.strip():
+                flt = SignalFilter.from_text(filter)
+                subject = f"`{flt.to_text()}`"
+            else:
+                destination = destination_for(interaction, channel, manage=False)
+                info = await self.hub.services.subscriptions.get("discord", destination)
+                flt = info.filter if info is not None and info.active else SignalFilter()
+                subject = f"the filters on {place(channel)}"
+            preview = await self.hub.services.preview.preview(flt, days)
+            if flt.is_empty():
+                subject += " (no filter: every signal)"
+            return f"**Preview** of {subject}\n" + "\n".join(preview.lines())
+
+        await self.replier.run(interaction, work())
 
     @app_commands.command(name="reset", description="Remove all filters of your DMs or a channel")
     @app_commands.describe(

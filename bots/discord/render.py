@@ -56,8 +56,9 @@ def headline_markdown(signal: Signal) -> str:
     return clip(discord.utils.escape_markdown(headline), DESCRIPTION_MAX)
 
 
-def signal_embed(signal: Signal) -> discord.Embed:
-    """One embed per signal: ticker and type, colour by type, the key numbers as fields."""
+def signal_embed(signal: Signal, hint: str | None = None) -> discord.Embed:
+    """One embed per signal: ticker and type, colour by type, the key numbers as fields;
+    ``hint`` (the outcome ledger's line, core/hints.py) as a last, full-width field."""
     embed = discord.Embed(
         title=clip(f"{signal.ticker} · {signal.signal_type.value}", TITLE_MAX),
         description=headline_markdown(signal) or None,
@@ -75,6 +76,10 @@ def signal_embed(signal: Signal) -> discord.Embed:
     for name, value in fields:
         embed.add_field(
             name=clip(name, FIELD_NAME_MAX), value=clip(value, FIELD_VALUE_MAX), inline=True
+        )
+    if hint:
+        embed.add_field(
+            name="Reported outcomes", value=clip(f"📊 {hint}", FIELD_VALUE_MAX), inline=False
         )
     embed.set_footer(text=clip(f"signal {signal.signal_id} · {signal.source}", FOOTER_MAX))
     return fit(embed)

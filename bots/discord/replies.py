@@ -9,8 +9,10 @@ ends as an ephemeral message, never as "The application did not respond".
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -21,6 +23,7 @@ from domain.errors import HubError
 log = logging.getLogger(__name__)
 
 CONTENT_MAX = 2000
+DESCRIPTION_MAX = 4096
 DEFER_AFTER = 2.0
 FALLBACK = "Something went wrong on our side. Please try again in a minute."
 
@@ -29,10 +32,37 @@ def clip_content(text: str) -> str:
     return text if len(text) <= CONTENT_MAX else text[: CONTENT_MAX - 1] + "…"
 
 
-async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A reply with an image (a chart): ``text`` in an embed with the PNG under it,
+    uploaded with the reply (``attachment://``), so it needs no image host."""
+
+    text: str
+    png: bytes
+    filename: str = "chart.png"
+
+    def embed(self) -> discord.Embed:
+        embed = discord.Embed(description=self.text[:DESCRIPTION_MAX])
+        embed.set_image(url=f"attachment://{self.filename}")
+        return embed
+
+    def file(self) -> discord.File:
+        return discord.File(io.BytesIO(self.png), filename=self.filename)
+
+
+async def send_ephemeral(interaction: discord.Interaction[Any], reply: str | Picture) -> None:
     """Reply, or follow up when the interaction was already answered or deferred."""
-    text = clip_content(text)
-    if interaction.response.is_done():
+    done = interaction.response.is_done()
+    if isinstance(reply, Picture):
+        if done:
+            await interaction.followup.send(embed=reply.embed(), file=reply.file(), ephemeral=True)
+        else:
+            await interaction.response.send_message(
+                embed=reply.embed(), file=reply.file(), ephemeral=True
+            )
+        return
+    text = clip_content(reply)
+    if done:
         await interaction.followup.send(text, ephemeral=True)
     else:
         await interaction.response.send_message(text, ephemeral=True)
@@ -43,7 +73,7 @@ class Replier:
         self.defer_after = defer_after
 
     async def run(
-        self, interaction: discord.Interaction[Any], work: Coroutine[Any, Any, str]
+        self, interaction: discord.Interaction[Any], work: Coroutine[Any, Any, str | Picture]
     ) -> None:
         """Await ``work`` and send its text ephemerally, deferring if it is slow.
 

@@ -133,7 +133,7 @@ class TelegramChannel(Channel):
         try:
             await self._bot.send_message(
                 chat_id,
-                render_alert(alert.signal),
+                render_alert(alert.signal, alert.hint),
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,
                 disable_web_page_preview=True,
@@ -150,7 +150,9 @@ class TelegramChannel(Channel):
         except TelegramError as exc:
             raise self._classify(alert.destination, exc) from None
         try:  # once, as plain text: a broken entity never loses a message
-            await self._bot.send_message(chat_id, render_plain(alert.signal), reply_markup=keyboard)
+            await self._bot.send_message(
+                chat_id, render_plain(alert.signal, alert.hint), reply_markup=keyboard
+            )
         except BadRequest as exc:
             if self._gone(exc):
                 raise DestinationGone(f"telegram: {exc.message}") from None

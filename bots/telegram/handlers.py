@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from telegram import Chat, Message, Update
+from telegram import Chat, InputFile, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -32,12 +32,16 @@ from core.context import HubContext
 from core.services import UserRef
 from core.settings import TelegramSettings
 from domain.errors import HubError
+from domain.filters import SignalFilter
+from domain.preview import split_days
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 RECENT_DEFAULT = 5
 RECENT_MAX = 10
+#: Telegram's limit on a photo's caption.
+CAPTION_MAX = 1024
 
 Context = ContextTypes.DEFAULT_TYPE
 Command = Callable[[Update, list[str]], Awaitable[str | None]]
@@ -63,6 +67,7 @@ class TelegramHandlers:
             "feedback": self.feedback,
             "stats": self.stats,
             "recent": self.recent,
+            "preview": self.preview,
             "link": self.link,
         }
 
@@ -218,7 +223,13 @@ class TelegramHandlers:
             PLATFORM, self._destination(update), field, value
         )
         action = f"{field} set" if value and value.strip() else f"{field} cleared"
-        return f"✅ {texts.esc(action)}.\n" + texts.filter_text(flt)
+        preview = await self._ctx.services.preview.preview(flt)
+        return (
+            f"✅ {texts.esc(action)}.\n"
+            + texts.filter_text(flt)
+            + "\n"
+            + texts.esc(preview.summary_line())
+        )
 
     async def reset(self, update: Update, args: list[str]) -> str:
         if not await self._may_manage(update):
@@ -239,9 +250,19 @@ class TelegramHandlers:
         verb = "updated" if info.updated else "recorded"
         return f"✅ Outcome {verb}: {texts.esc(info.outcome)}{ret} for <code>{texts.esc(info.signal_id)}</code>"
 
-    async def stats(self, update: Update, args: list[str]) -> str:
+    async def stats(self, update: Update, args: list[str]) -> str | None:
+        """The numbers as text, and the chart (core/charts.py) as a photo under them."""
         user = await self._user(update)
-        return texts.stats_text(await self._ctx.services.feedback.user_stats(user.id))
+        feedback = self._ctx.services.feedback
+        text = texts.stats_text(await feedback.user_stats(user.id))
+        message = update.effective_message
+        if message is None or len(text) > CAPTION_MAX:
+            return text
+        png = await feedback.chart(user.id, user.name)
+        await message.reply_photo(
+            InputFile(png, filename="stats.png"), caption=text, parse_mode=ParseMode.HTML
+        )
+        return None
 
     async def recent(self, update: Update, args: list[str]) -> str:
         count = RECENT_DEFAULT
@@ -253,6 +274,18 @@ class TelegramHandlers:
             PLATFORM, self._destination(update), count
         )
         return texts.recent_text(signals, filtered=flt is not None)
+
+    async def preview(self, update: Update, args: list[str]) -> str:
+        """``/preview [filter] [7d]``: what the filter (default: this chat's) would
+        have matched lately, and how those signals went."""
+        rest, days = split_days(" ".join(args))
+        if rest:
+            flt = SignalFilter.from_text(rest)
+        else:  # this chat's filter; before /subscribe, every signal
+            info = await self._ctx.services.subscriptions.get(PLATFORM, self._destination(update))
+            flt = info.filter if info is not None and info.active else SignalFilter()
+        preview = await self._ctx.services.preview.preview(flt, days)
+        return texts.preview_text(preview, flt, given=bool(rest))
 
     async def link(self, update: Update, args: list[str]) -> str:
         chat = update.effective_chat

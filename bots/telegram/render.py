@@ -103,9 +103,12 @@ def _details(signal: Signal, *, markup: bool) -> tuple[list[str], list[str]]:
     return head, tail
 
 
-def render_alert(signal: Signal) -> str:
-    """The alert in Telegram HTML, at most 4096 characters."""
+def render_alert(signal: Signal, hint: str | None = None) -> str:
+    """The alert in Telegram HTML, at most 4096 characters; ``hint`` is the outcome
+    ledger's line (core/hints.py), shown above the time."""
     head, tail = _details(signal, markup=True)
+    if hint:
+        tail.insert(0, f"📊 <i>{_esc(hint)}</i>")
     fixed = "\n".join(head) + "\n\n" + "\n".join(tail)
     budget = MAX_TEXT - utf16_len(fixed) - 1  # the newline before the headline line
     headline = signal.headline or ""
@@ -128,9 +131,11 @@ def render_alert(signal: Signal) -> str:
     return out if utf16_len(out) <= MAX_TEXT else clip_html(out)
 
 
-def render_plain(signal: Signal) -> str:
+def render_plain(signal: Signal, hint: str | None = None) -> str:
     """The same alert without markup: the fallback when Telegram rejects the HTML."""
     head, tail = _details(signal, markup=False)
+    if hint:
+        tail.insert(0, f"📊 {hint}")
     lines = list(head)
     if signal.headline:
         lines.append(signal.headline)

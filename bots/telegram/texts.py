@@ -10,6 +10,7 @@ from telegram import BotCommand
 from bots.telegram.render import MAX_TEXT, clip_html
 from core.services import UserStats
 from domain.filters import FIELD_HELP, SignalFilter
+from domain.preview import FilterPreview
 from domain.signals import Signal
 
 #: (command, menu description, example) for setMyCommands and /help.
@@ -24,6 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("feedback", "Record a trade outcome", "/feedback SIGNAL_ID win 12.5"),
     ("stats", "Your win rate and average return", "/stats"),
     ("recent", "Last signals matching this chat's filters", "/recent 5"),
+    ("preview", "What a filter would have sent you lately", "/preview catalyst_types=FDA 30d"),
     ("link", "Link this account with Discord or the API", "/link"),
 )
 
@@ -111,3 +113,14 @@ def recent_text(signals: Sequence[Signal], *, filtered: bool) -> str:
             f"   <code>{esc(s.signal_id)}</code> {s.timestamp:%m-%d %H:%M}"
         )
     return clip_html("\n".join(lines), MAX_TEXT)
+
+
+def preview_text(preview: FilterPreview, flt: SignalFilter, *, given: bool) -> str:
+    text = flt.to_text()
+    subject = f"<code>{esc(text)}</code>" if text else "no filter (every signal)"
+    source = "" if given else " (this chat's filters)"
+    lines = [f"🔎 <b>Preview</b> of {subject}{source}"]
+    lines += [esc(line) for line in preview.lines()]
+    if not given:
+        lines.append("Try another: <code>/preview catalyst_types=FDA min_confidence=0.8 7d</code>")
+    return "\n".join(lines)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from core.services.accounts import AccountService, UserRef
 from core.services.feedback import FeedbackService, OutcomeInfo
 from core.services.memos import MemoService
+from core.services.preview import PreviewService
 from core.services.signals import SignalService
 from core.services.subscriptions import SubscriptionInfo, SubscriptionService
-from domain.outcomes import UserStats
+from domain.outcomes import DEFAULT_MIN_SAMPLE, UserStats
 from storage.database import Database
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "HubServices",
     "MemoService",
     "OutcomeInfo",
+    "PreviewService",
     "SignalService",
     "SubscriptionInfo",
     "SubscriptionService",
@@ -37,13 +39,15 @@ class HubServices:
     feedback: FeedbackService
     signals: SignalService
     memos: MemoService
+    preview: PreviewService
 
     @classmethod
-    def build(cls, db: Database) -> HubServices:
+    def build(cls, db: Database, *, min_sample: int = DEFAULT_MIN_SAMPLE) -> HubServices:
         return cls(
             accounts=AccountService(db),
             subscriptions=SubscriptionService(db),
             feedback=FeedbackService(db),
             signals=SignalService(db),
             memos=MemoService(db),
+            preview=PreviewService(db, min_sample=min_sample),
         )

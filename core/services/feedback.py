@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
+from core.charts import render_stats_chart
 from domain.errors import InvalidInput, NotFound
 from domain.outcomes import (
     GroupStats,
     Outcome,
     UserStats,
     confidence_bucket,
+    cumulative_returns,
     parse_outcome,
     parse_return,
     summarize,
@@ -98,3 +101,12 @@ class FeedbackService:
         for outcome, ret, _cat, conf in rows:
             groups[confidence_bucket(conf)].append((outcome, ret))
         return [GroupStats(k, summarize(v)) for k, v in sorted(groups.items())]
+
+    async def chart(self, user_id: int, who: str) -> bytes:
+        """The ``/stats`` chart (core/charts.py) as PNG bytes, rendered off the event loop."""
+        by_catalyst = await self.by_catalyst()
+        async with self._db.session() as session:
+            mine = await outcomes_repo.user_outcomes_by_time(user_id, session=session)
+        return await asyncio.to_thread(
+            render_stats_chart, by_catalyst, cumulative_returns(mine), who=who
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -68,3 +69,16 @@ async def recent_delivered_signal_ids(
         .limit(limit)
     )
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def user_outcomes_by_time(
+    user_id: int, *, session: AsyncSession
+) -> list[tuple[datetime, str, float | None]]:
+    """(signal timestamp, outcome, return_pct) of the user's reports, oldest signal first."""
+    stmt = (
+        select(col(SignalRow.timestamp), col(TradeOutcome.outcome), col(TradeOutcome.return_pct))
+        .join(SignalRow, col(SignalRow.seq) == col(TradeOutcome.signal_seq))
+        .where(col(TradeOutcome.user_id) == user_id)
+        .order_by(col(SignalRow.timestamp), col(SignalRow.seq))
+    )
+    return [(t, o, r) for t, o, r in (await session.execute(stmt)).all()]

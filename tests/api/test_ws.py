@@ -444,20 +444,24 @@ def _big_signal(seq: int) -> Signal:
     ).with_seq(seq)
 
 
+async def _stuck_client(hub: Hub, key: str) -> Any:
+    """A client that stops reading: tiny receive buffer, one-message library queue."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", hub.server.port))
+    return await websockets.connect(
+        f"{hub.ws_url}?token={key}", sock=sock, max_queue=1, close_timeout=0.1
+    )
+
+
 async def test_slow_client_is_dropped_and_never_delays_others(make_hub: HubFactory) -> None:
     hub = await make_hub(api={"client_queue_size": 64})
     manager = hub.server.manager
     _user, key = await hub.user("alice")
     fast = await hub.connect(key)
     await recv_json(fast)
-    # A client that stops reading: tiny receive buffer, one-message library queue.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", hub.server.port))
-    slow = await websockets.connect(
-        f"{hub.ws_url}?token={key}", sock=sock, max_queue=1, close_timeout=0.1
-    )
+    slow = await _stuck_client(hub, key)
     try:
         await recv_json(slow)
         assert manager.connection_count == 2
@@ -570,3 +574,38 @@ async def test_fan_out_without_the_frame_shortcut(hub: Hub) -> None:
             assert [s["signal_id"] for s in await signals_until(fast, "p19")] == expected
     finally:
         await server.stop()
+
+
+async def test_a_client_dropped_mid_broadcast_never_costs_the_others_a_signal(
+    make_hub: HubFactory,
+) -> None:
+    """The stuck client is registered *before* the fast one, so the broadcast that
+    drops it still has clients to go: they get that signal too."""
+    hub = await make_hub(api={"client_queue_size": 64})
+    manager = hub.server.manager
+    user, key = await hub.user("alice")
+    slow = await _stuck_client(hub, key)
+    try:
+        await recv_json(slow)
+        fast = await hub.connect(key)
+        await recv_json(fast)
+        assert [c.user_id for c in manager.clients()] == [user.id, user.id]  # stuck one first
+        received: list[int] = []
+        seq = 0
+        while manager.connection_count == 2 and seq < 20_000:
+            seq += 1
+            hub.ctx.bus.publish(_big_signal(seq))
+            while len(received) < seq - 32:
+                message = await recv_json(fast)
+                if message["type"] == "signal":
+                    received.append(message["data"]["seq"])
+        assert manager.connection_count == 1, "the stuck client was never dropped"
+        seq += 1
+        hub.ctx.bus.publish(_big_signal(seq))
+        while len(received) < seq:
+            message = await recv_json(fast)
+            if message["type"] == "signal":
+                received.append(message["data"]["seq"])
+        assert received == list(range(1, seq + 1))
+    finally:
+        slow.transport.abort()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +111,17 @@ async def bare_uvicorn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         log_level="warning",
     )
     server = uvicorn.Server(config)
-    config.load()
-    server.lifespan = config.lifespan_class(config)
-    await server.startup()
-    port = server.servers[0].sockets[0].getsockname()[1]
-    task = asyncio.create_task(server.main_loop())
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
     try:
         yield server, port, key
     finally:
         server.should_exit = True
         await task
-        await server.shutdown()
 
 
 async def test_bare_uvicorn_web_role_uses_the_fast_path(bare_uvicorn: Any) -> None:

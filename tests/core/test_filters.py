@@ -20,24 +20,57 @@ def test_empty_filter_matches_everything() -> None:
 @pytest.mark.parametrize(
     ("text", "kw", "reason"),
     [
-        ("min_confidence=0.9", {"confidence": 0.8}, "below min_confidence 0.9"),
-        ("tickers=TSLA", {}, "not in tickers TSLA"),
-        ("exclude_tickers=AAPL", {}, "in exclude_tickers"),
-        ("catalyst_types=M&A", {}, "not in catalyst_types M&A"),
-        ("signal_types=SELL", {}, "not in signal_types SELL"),
-        ("sectors=Energy", {}, "not in sectors Energy"),
-        ("min_rvol=3", {}, "below min_rvol 3"),
-        ("min_rvol=3", {"rvol": None}, "rvol unknown"),
-        ("max_price=5", {}, "above max_price 5"),
-        ("min_price=20", {}, "below min_price 20"),
+        ("min_confidence=0.9", {"confidence": 0.8}, "confidence 0.80 is below min_confidence 0.9"),
+        (
+            "min_confidence=0.805",
+            {"confidence": 0.8049},
+            "confidence 0.80 is below min_confidence 0.805",
+        ),
+        ("tickers=TSLA,GME", {}, "ticker AAPL is not in tickers TSLA,GME"),
+        ("exclude_tickers=GME,AAPL", {}, "ticker AAPL is in exclude_tickers"),
+        ("catalyst_types=M&A,EARNINGS", {}, "catalyst FDA is not in catalyst_types M&A,EARNINGS"),
+        ("signal_types=SELL,WATCH", {}, "signal type BUY is not in signal_types SELL,WATCH"),
+        ("sectors=Energy,Utilities", {}, "sector Healthcare is not in sectors Energy,Utilities"),
+        ("sectors=Energy", {"sector": None}, "sector unknown is not in sectors Energy"),
+        ("min_rvol=3", {}, "rvol 2 is below min_rvol 3"),
+        ("min_rvol=3", {"rvol": None}, "rvol unknown is below min_rvol 3"),
+        ("max_price=5", {}, "price 10 is above max_price 5"),
+        ("max_price=5", {"price": None}, "price unknown is above max_price 5"),
+        ("min_price=20", {}, "price 10 is below min_price 20"),
+        ("min_price=2.5", {"price": 1.25}, "price 1.25 is below min_price 2.5"),
+        ("min_price=20", {"price": None}, "price unknown is below min_price 20"),
     ],
 )
 def test_each_field_rejects_and_explains(text: str, kw: dict[str, object], reason: str) -> None:
     flt = SignalFilter.from_text(text)
     s = sig(**kw)
     assert not flt.matches(s)
-    explanation = flt.explain(s)
-    assert explanation is not None and reason in explanation
+    assert flt.explain(s) == reason
+
+
+def test_explain_names_the_first_failing_condition_in_field_order() -> None:
+    flt = SignalFilter.from_text(
+        "min_confidence=0.9 tickers=TSLA,GME exclude_tickers=GME catalyst_types=M&A "
+        "signal_types=SELL sectors=Energy min_rvol=3 min_price=20 max_price=30"
+    )
+    fixes: list[tuple[dict[str, object], str]] = [
+        ({"confidence": 0.95}, "confidence 0.80 is below min_confidence 0.9"),
+        ({"ticker": "GME"}, "ticker AAPL is not in tickers TSLA,GME"),
+        ({"ticker": "TSLA"}, "ticker GME is in exclude_tickers"),
+        ({"catalyst_type": "M&A"}, "catalyst FDA is not in catalyst_types M&A"),
+        ({"signal_type": "SELL"}, "signal type BUY is not in signal_types SELL"),
+        ({"sector": "energy"}, "sector Healthcare is not in sectors Energy"),
+        ({"rvol": 3.0}, "rvol 2 is below min_rvol 3"),
+        ({"price": 31.0}, "price 10 is below min_price 20"),
+        ({"price": 30.0}, "price 31 is above max_price 30"),
+    ]
+    kw: dict[str, object] = {}
+    for fix, reason in fixes:
+        assert flt.explain(sig(**kw)) == reason
+        assert not flt.matches(sig(**kw))
+        kw.update(fix)
+    assert flt.explain(sig(**kw)) is None
+    assert flt.matches(sig(**kw))
 
 
 def test_matching_is_case_insensitive() -> None:
@@ -125,3 +158,15 @@ def test_compiled_matcher_agrees_with_explain() -> None:
 
 def test_help_covers_every_field() -> None:
     assert set(FIELD_HELP) == set(SignalFilter.model_fields)
+
+
+@pytest.mark.parametrize("name", ["Energy", "unknown", "None", "XXXX", "-"])
+def test_a_signal_without_a_sector_matches_no_sectors_filter(name: str) -> None:
+    flt = SignalFilter(sectors=(name,))
+    assert not flt.matches(sig(sector=None))
+    assert flt.explain(sig(sector=None)) == f"sector unknown is not in sectors {name}"
+    assert flt.matches(sig(sector=name.lower()))
+
+
+def test_only_the_first_equals_sign_separates_field_and_value() -> None:
+    assert SignalFilter.from_text("sectors=a=b").sectors == ("a=b",)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 import yarl
@@ -184,10 +185,17 @@ class InteractionLog:
 class Reply:
     """What the user sees as the answer to an interaction."""
 
+    #: The message's content, or its first embed's description when it has none.
     content: str
     ephemeral: bool
     deferred: bool
     raw: dict[str, Any]
+    #: Uploaded files: (filename, content type, bytes).
+    files: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def embeds(self) -> list[dict[str, Any]]:
+        data = self.raw.get("data", self.raw) if "type" in self.raw else self.raw
+        return list(data.get("embeds") or [])
 
 
 class FakeDiscord:
@@ -350,7 +358,9 @@ class FakeDiscord:
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             return _json({"message": "401: Unauthorized", "code": 0}, 401)
         body: Any = None
-        if request.can_read_body:
+        if request.content_type.startswith("multipart/"):
+            body = await _multipart(request)
+        elif request.can_read_body:
             body = await request.json()
         if self.enforce_limits and needs_auth:
             refused = self._over_global_limit()
@@ -704,15 +714,46 @@ class FakeDiscord:
             await self.wait_for(lambda: log.followups or log.edits, within)
             body = (log.followups or log.edits)[0]
             flags = body.get("flags") or (first.get("data") or {}).get("flags") or 0
-            return Reply(body.get("content") or "", bool(flags & 64), True, body)
+            return Reply(_text(body), bool(flags & 64), True, body, body.get("_files", []))
         data = first.get("data") or {}
-        return Reply(data.get("content") or "", bool((data.get("flags") or 0) & 64), False, first)
+        flags = data.get("flags") or 0
+        return Reply(_text(data), bool(flags & 64), False, first, first.get("_files", []))
 
     async def choices(self, token: str, within: float = 5.0) -> list[dict[str, Any]]:
         log = self.interactions[token]
         await self.wait_for(lambda: log.callbacks, within)
         assert log.callbacks[0]["type"] == 8, log.callbacks[0]
         return list(log.callbacks[0]["data"]["choices"])
+
+
+def _text(message: dict[str, Any]) -> str:
+    if message.get("content"):
+        return str(message["content"])
+    embeds = message.get("embeds") or []
+    return str(embeds[0].get("description") or "") if embeds else ""
+
+
+async def _multipart(request: web.Request) -> dict[str, Any]:
+    """A request with files, as Discord takes it: the JSON in ``payload_json`` and
+    each file as ``files[n]``, matched to ``attachments[].id`` = n. The files land
+    in the body as ``_files``: (filename, content type, bytes)."""
+    body: dict[str, Any] = {}
+    files: list[tuple[str, str, bytes]] = []
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            continue
+        if part.name == "payload_json":
+            body.update(json.loads(await part.text()))
+        elif part.name and part.name.startswith("files["):
+            content_type = part.headers.get("Content-Type", "application/octet-stream")
+            files.append((part.filename or "", content_type, bytes(await part.read())))
+    message = body.get("data", body)  # an interaction callback wraps the message
+    names = {str(a.get("id")): a.get("filename") for a in message.get("attachments", [])}
+    for index, (filename, _type, _data) in enumerate(files):
+        assert names.get(str(index)) == filename, (names, filename)
+    body["_files"] = files
+    return body
 
 
 def _option_type(value: Any, is_channel: bool) -> int:

@@ -12,9 +12,10 @@ from typing import Any
 from discord import app_commands
 
 from bots.discord.bot import DiscordBot
-from bots.discord.commands import FeedbackCommand, StatsCommand, SubscribeCommand
+from bots.discord.feedback_commands import FeedbackCommand, StatsCommand
 from bots.discord.filter_commands import FiltersGroup
 from bots.discord.replies import Replier
+from bots.discord.subscription_commands import SubscribeCommand
 from core.context import HubContext
 from tests.discord.conftest import BotFactory, discord_settings
 from tests.discord.fake_discord import FakeDiscord
@@ -96,7 +97,7 @@ async def test_filters_group_alone_with_its_own_replier(
     await bot_with(make_bot, group)
     [(_guild, payload)] = fake.command_syncs
     assert [c["name"] for c in payload] == ["filters"]
-    assert [o["name"] for o in payload[0]["options"]] == ["show", "set", "reset"]
+    assert [o["name"] for o in payload[0]["options"]] == ["show", "set", "preview", "reset"]
 
     user = await ctx.services.accounts.resolve("discord", USER)
     await ctx.services.subscriptions.subscribe("discord", f"dm:{USER}", user.id)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
+from PIL import Image
 from sqlalchemy import text
 
 from bots.discord.bot import DiscordBot
 from bots.discord.replies import FALLBACK
+from core.charts import SIZE
 from core.context import HubContext
 from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import MANAGE_CHANNELS, SEND_MESSAGES, TOKEN, FakeDiscord
@@ -249,14 +252,28 @@ async def test_signal_id_autocomplete_offers_my_recent_signals(
 
 
 # ---- stats / recent / link / help ---------------------------------------------------
-async def test_stats(bot: DiscordBot, fake: FakeDiscord, ctx: HubContext) -> None:
+@pytest.mark.parametrize("defer_after", [2.0, 0.0], ids=["answered", "deferred"])
+async def test_stats(
+    make_bot: BotFactory, fake: FakeDiscord, ctx: HubContext, defer_after: float
+) -> None:
+    await make_bot(defer_after=defer_after)
     await run(fake, "subscribe")
     await ctx.publisher.publish(signal_data(signal_id="st-1"))
     await run(fake, "feedback", {"signal_id": "st-1", "outcome": "win", "return_pct": 10.0})
-    text = await run(fake, "stats")
+    token = await fake.slash("stats", None, user_id=USER)
+    reply = await fake.reply(token)
+    text = reply.content  # the embed's description
     assert "Signals received:" in text and "Trades: 1 (W 1" in text
     assert "Win rate: 100.0%" in text and "+10.00%" in text
     assert "by catalyst" not in text
+    # The chart: a real multipart upload that the embed shows as its image.
+    assert reply.ephemeral
+    [(filename, _content_type, png)] = reply.files
+    assert filename == "stats.png"
+    assert reply.embeds()[0]["image"]["url"] == "attachment://stats.png"
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    assert (image.format, image.size) == ("PNG", SIZE)
 
 
 async def test_stats_for_admins_adds_catalysts(

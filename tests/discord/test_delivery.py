@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -71,6 +73,29 @@ async def test_channel_destination_posts_directly(bot: DiscordBot, fake: FakeDis
     await bot.channel.send(alert(f"channel:{CHANNEL}"))
     assert len(fake.messages_to(CHANNEL)) == 1
     assert fake.dm_opened == []
+
+
+async def test_sent_views_leave_no_state_in_the_client(bot: DiscordBot, fake: FakeDiscord) -> None:
+    """discord.py stores a sent view unless it is finished; ours are all DynamicItems,
+    so sending thousands of alerts keeps nothing per message."""
+    for n in range(5):
+        await bot.channel.send(alert(f"channel:{CHANNEL}", signal_id=f"v{n}"))
+    assert len(fake.messages_to(CHANNEL)) == 5
+    assert bot.client.persistent_views == []
+
+
+def test_the_adapter_uses_no_discord_py_internals() -> None:
+    """Sends go through public API (create_dm, get_partial_messageable(...).send), so
+    a discord.py upgrade cannot silently change them."""
+    internals = re.compile(r"discord\.http\b|\.http\.|\._connection\b|\._state\b|\._http\b")
+    folder = Path(__file__).resolve().parents[2] / "bots" / "discord"
+    used = [
+        f"{path.name}:{n}"
+        for path in sorted(folder.glob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if internals.search(line)
+    ]
+    assert used == []
 
 
 async def test_limits_share_the_global_budget_with_dm_opens(

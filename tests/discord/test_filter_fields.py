@@ -45,3 +45,29 @@ async def test_win_rate_is_na_before_any_executed_trade(bot: DiscordBot, fake: F
     await run(fake, "subscribe")
     text = await run(fake, "stats")
     assert "Win rate: n/a" in text and "0.0%" not in text
+
+
+async def test_filters_preview_and_the_summary_after_set(
+    bot: DiscordBot, fake: FakeDiscord, ctx: HubContext
+) -> None:
+    for i in range(3):
+        await ctx.publisher.publish(
+            {"signal_id": f"fda{i}", "ticker": "ABCD", "catalyst_type": "FDA", "confidence": 0.9}
+        )
+    await ctx.publisher.publish(
+        {"signal_id": "news0", "ticker": "WXYZ", "catalyst_type": "NEWS", "confidence": 0.5}
+    )
+    text = await run(
+        fake, "filters", {"filter": "catalyst_types=FDA", "days": 7}, subcommand="preview"
+    )
+    assert "**Preview** of `catalyst_types=FDA`" in text
+    assert "Last 7 days: 3 of 4 signals would have matched (0.4/day)" in text
+    assert "Top tickers: ABCD 3" in text
+    text = await run(fake, "filters", {}, subcommand="preview")  # not subscribed: everything
+    assert "(no filter: every signal)" in text and "4 of 4" in text
+    await run(fake, "subscribe")
+    text = await run(fake, "filters", {"min_confidence": 0.8}, subcommand="set")
+    assert "Last 30 days: 3 of 4 signals would have matched" in text
+    text = await run(fake, "filters", {"filter": "colour=red"}, subcommand="preview")
+    assert "colour" in text
+    assert "/filters preview" in await run(fake, "help")

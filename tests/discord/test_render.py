@@ -86,3 +86,11 @@ def test_view_has_three_persistent_buttons() -> None:
     assert view.timeout is None and view.is_persistent()
     labels = [c["label"] for row in view.to_components() for c in row["components"]]
     assert labels == ["Win", "Loss", "Skip"]
+
+
+def test_the_outcome_hint_is_a_full_width_field() -> None:
+    embed = signal_embed(make(), "FDA, 80–90%: 14 W / 6 L reported, avg +4.20%")
+    field = embed.fields[-1]
+    assert (field.name, field.inline) == ("Reported outcomes", False)
+    assert field.value == "📊 FDA, 80–90%: 14 W / 6 L reported, avg +4.20%"
+    assert all(f.name != "Reported outcomes" for f in signal_embed(make()).fields)

@@ -45,8 +45,12 @@ async def test_global_sync_payload(bot: DiscordBot, fake: FakeDiscord) -> None:
     assert feedback["return_pct"]["type"] == 10 and feedback["return_pct"]["required"] is False
 
     filters = by_name(commands["filters"]["options"])
-    assert set(filters) == {"show", "set", "reset"}
+    assert set(filters) == {"show", "set", "preview", "reset"}
     assert all(sub["type"] == 1 for sub in filters.values())
+    preview_opts = by_name(filters["preview"]["options"])
+    assert set(preview_opts) == {"filter", "days", "channel"}
+    assert preview_opts["days"]["type"] == 4  # integer
+    assert (preview_opts["days"]["min_value"], preview_opts["days"]["max_value"]) == (1, 365)
     set_opts = by_name(filters["set"]["options"])
     assert set(set_opts) == {
         "channel",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from core.channels import (
@@ -22,6 +24,7 @@ from core.settings import DispatcherSettings
 from domain.filters import SignalFilter
 from storage.models import Delivery, DeliveryStatus, Subscription
 from tests.fakes import RecordingChannel, signal, wait_for
+from tests.manual_clock import ManualClock
 
 
 async def _sub(ctx: HubContext, dest: str, platform: str = "fake", flt: str = "") -> int:
@@ -41,6 +44,18 @@ async def _deliveries(ctx: HubContext) -> list[Delivery]:
 def _dispatcher(ctx: HubContext, clock=None, **settings: object) -> Dispatcher:  # type: ignore[no-untyped-def]
     kwargs = {"clock": clock} if clock else {}
     return Dispatcher(ctx.db, DispatcherSettings(**settings), **kwargs)  # type: ignore[arg-type]
+
+
+def _manual(ctx: HubContext, clock: ManualClock, **settings: object) -> Dispatcher:
+    """A dispatcher whose rows, rate limiters and sleeps all run on ``clock``."""
+    return Dispatcher(
+        ctx.db,
+        DispatcherSettings(**settings),
+        clock=clock.wall,
+        monotonic=clock,
+        timer=clock.call_later,
+        sleep=clock.sleep,
+    )
 
 
 async def test_sends_pending_deliveries_and_marks_them_sent(any_ctx: HubContext) -> None:
@@ -120,7 +135,8 @@ async def test_retry_after_blocks_only_its_scope(any_ctx: HubContext) -> None:
         behaviour=behaviour,
         limits=lambda d: (RateLimit("global", 100, 1.0), RateLimit(f"chat:{d}", 100, 1.0)),
     )
-    dispatcher = _dispatcher(any_ctx)
+    clock = ManualClock()
+    dispatcher = _manual(any_ctx, clock)
     dispatcher.register(channel)
     await _sub(any_ctx, "slow")
     await _sub(any_ctx, "fast")
@@ -130,13 +146,15 @@ async def test_retry_after_blocks_only_its_scope(any_ctx: HubContext) -> None:
     # The other chat is unaffected; the limited chat keeps its order and waits.
     assert channel.sent_to("fast") == ["r1", "r2"]
     assert channel.sent_to("slow") == []
-    assert dispatcher.limiter("fake").blocked_for(["chat:slow"]) > 0.2
+    assert dispatcher.limiter("fake").blocked_for(["chat:slow"]) == pytest.approx(0.4)
     assert dispatcher.limiter("fake").blocked_for(["chat:fast", "global"]) <= 0
     pending = [r for r in await _deliveries(any_ctx) if r.status != DeliveryStatus.SENT.value]
     assert len(pending) == 2
     assert all(r.attempts == 0 for r in pending)  # a rate limit is not a failed attempt
     assert all(r.next_attempt_at > datetime.now(UTC) for r in pending)
-    await asyncio.sleep(0.5)
+    await clock.advance(0.25)
+    assert await dispatcher.run_once("fake") == 0  # not due yet
+    await clock.advance(0.25)
     await dispatcher.run_once("fake")
     assert channel.sent_to("slow") == ["r1", "r2"]
 
@@ -236,7 +254,7 @@ async def test_one_failing_channel_never_stalls_another(any_ctx: HubContext) -> 
         await wait_for(lambda: len(healthy.sent) == 2, timeout=5)
         assert stuck.sent == [] and broken.sent == []
     finally:
-        await dispatcher.stop()
+        await dispatcher.stop(grace=0)  # the stuck send is not worth waiting for
 
 
 async def test_dispatcher_wakes_on_publish(any_ctx: HubContext) -> None:
@@ -281,12 +299,111 @@ async def test_a_refused_send_gives_its_rate_slot_back(any_ctx: HubContext) -> N
     channel = RecordingChannel(
         behaviour=behaviour, limits=lambda d: (RateLimit("group:1", 1, 60.0),)
     )
-    dispatcher = _dispatcher(any_ctx)
+    clock = ManualClock()
+    dispatcher = _manual(any_ctx, clock)
     dispatcher.register(channel)
     await _sub(any_ctx, "group")
     await any_ctx.publisher.publish(signal("q1"))
     await dispatcher.run_once("fake")
     assert channel.sent == []
-    await asyncio.sleep(0.3)
+    limits = channel.limits_for("group")
+    assert dispatcher.limiter("fake").ready_in(limits) == pytest.approx(0.2)  # blocked only
+    await clock.advance(0.25)
+    assert dispatcher.limiter("fake").ready_in(limits) == 0  # the refused send left no stamp
     await dispatcher.run_once("fake")
     assert channel.sent_to("group") == ["q1"]
+
+
+class _FlakyDatabase:
+    """The hub's database, except that the rounds listed in ``down`` fail to
+    open a transaction (the database is unreachable then)."""
+
+    def __init__(self, db: Any, down: set[int]) -> None:
+        self._db = db
+        self._down = down
+        self.rounds = 0
+
+    def transaction(self) -> Any:
+        self.rounds += 1
+        if self.rounds in self._down:
+            raise ConnectionError("database unreachable")
+        return self._db.transaction()
+
+    def session(self) -> Any:
+        return self._db.session()
+
+
+async def test_failed_rounds_back_off_exponentially_and_reset(any_ctx: HubContext) -> None:
+    clock = ManualClock()
+    db = _FlakyDatabase(any_ctx.db, down={1, 2, 3, 5, 6})
+    dispatcher = Dispatcher(
+        db,  # type: ignore[arg-type]
+        DispatcherSettings(poll_seconds=0.5),
+        clock=clock.wall,
+        monotonic=clock,
+        timer=clock.call_later,
+        sleep=clock.sleep,
+    )
+    dispatcher.register(RecordingChannel())
+    await dispatcher.start_platform("fake")
+    try:
+        for n in (1, 2, 3):  # poll_seconds * 2**failures
+            await wait_for(lambda n=n: len(clock.sleeps) == n)  # type: ignore[misc]
+            await clock.advance(clock.sleeps[-1])
+            dispatcher.wake()  # not the idle poll after it, which runs in real time
+        await wait_for(lambda: db.rounds >= 4)  # round 4 reaches the database
+        dispatcher.wake()
+        for n in (4, 5):  # a good round started the backoff over
+            await wait_for(lambda n=n: len(clock.sleeps) == n)  # type: ignore[misc]
+            await clock.advance(clock.sleeps[-1])
+            dispatcher.wake()  # not the idle poll after it, which runs in real time
+        assert clock.sleeps == [1.0, 2.0, 4.0, 1.0, 2.0]
+    finally:
+        await dispatcher.stop(grace=0)
+
+
+@pytest.mark.parametrize(
+    ("poll", "sleeps"),
+    [
+        (0.5, [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0]),  # doubling stops after 5 failures
+        (1.0, [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]),  # and no wait is over 30 s
+    ],
+)
+async def test_backoff_is_capped(any_ctx: HubContext, poll: float, sleeps: list[float]) -> None:
+    clock = ManualClock()
+    db = _FlakyDatabase(any_ctx.db, down=set(range(1, 100)))
+    dispatcher = Dispatcher(
+        db,  # type: ignore[arg-type]
+        DispatcherSettings(poll_seconds=poll),
+        clock=clock.wall,
+        sleep=clock.sleep,
+    )
+    dispatcher.register(RecordingChannel())
+    await dispatcher.start_platform("fake")
+    try:
+        for n in range(1, 8):
+            await wait_for(lambda n=n: len(clock.sleeps) == n)  # type: ignore[misc]
+            await clock.advance(clock.sleeps[-1])
+            dispatcher.wake()  # not the idle poll after it, which runs in real time
+        assert clock.sleeps == sleeps
+    finally:
+        await dispatcher.stop(grace=0)
+
+
+async def test_the_sweeper_sleeps_on_the_injected_clock(any_ctx: HubContext) -> None:
+    clock = ManualClock()
+    dispatcher = _manual(any_ctx, clock, poll_seconds=0.5, ttl_seconds=60)
+    await _sub(any_ctx, "a", platform="offline")
+    await any_ctx.publisher.publish(signal("old"))
+    dispatcher.start_sweeper()
+    try:
+        await wait_for(lambda: clock.sleeps == [5.0])  # max(poll_seconds * 10, 1)
+        (row,) = await _deliveries(any_ctx)
+        assert row.status == DeliveryStatus.PENDING.value
+        clock.now += 120.0  # two minutes pass: the sweeper's timer is overdue
+        await clock.advance(0.0)  # it fires; the next sweep finds the row stale
+        await wait_for(lambda: len(clock.sleeps) == 2)
+        (row,) = await _deliveries(any_ctx)
+        assert row.status == DeliveryStatus.EXPIRED.value
+    finally:
+        await dispatcher.stop()

@@ -46,7 +46,7 @@ async def test_upgrade_creates_every_table_and_is_repeatable(any_ctx: HubContext
     } <= names
     before = await current_revision(any_ctx.db)
     assert await upgrade(any_ctx.db) == []  # a second upgrade is a no-op
-    assert await current_revision(any_ctx.db) == before == head_revision() == "0004"
+    assert await current_revision(any_ctx.db) == before == head_revision() == "0005"
 
 
 async def test_models_and_migrations_agree(any_ctx: HubContext) -> None:
@@ -80,7 +80,7 @@ async def test_processes_starting_at_once_migrate_an_empty_database_once(
     ]
     outputs = [(await p.communicate())[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs
-    assert sum("applied migration(s) 0001, 0002, 0003, 0004" in o for o in outputs) == 1, outputs
+    assert sum("applied migration(s) 0001, 0002, 0003, 0004, 0005" in o for o in outputs) == 1, outputs
     assert sum("nothing applied" in o for o in outputs) == 3, outputs
 
 

@@ -399,12 +399,52 @@ class FakeBotApi:
             params=params,
         )
         self.sent.append(message)
+        return {**self._message_result(message), "text": message.text}
+
+    def _message_result(self, message: SentMessage) -> dict[str, Any]:
         return {
             "message_id": message.message_id,
             "date": int(time.time()),
-            "chat": self._chat(chat_id),
+            "chat": self._chat(message.chat_id),
             "from": self._me(),
-            "text": message.text,
+        }
+
+    async def _m_sendphoto(self, params: dict[str, Any]) -> Any:
+        """A photo arrives as a multipart upload (a file field named ``photo``), as
+        python-telegram-bot sends bytes; a string would be a file_id or URL."""
+        chat_id = params.get("chat_id")
+        photo = params.get("photo")
+        if chat_id is None:
+            return bad_request("chat_id is empty")
+        if not isinstance(photo, web.FileField):
+            return bad_request("there is no photo in the request")
+        caption = str(params.get("caption") or "")
+        if len(caption) > 1024:
+            return bad_request("message caption is too long")
+        if params.get("parse_mode") == "HTML" and _broken_html(caption):
+            return bad_request("can't parse entities: unsupported start tag")
+        data = photo.file.read()
+        message = SentMessage(
+            message_id=self.new_message_id(),
+            chat_id=chat_id,
+            text=caption,
+            parse_mode=params.get("parse_mode"),
+            reply_markup=params.get("reply_markup"),
+            at=time.monotonic(),
+            params={**params, "photo": data, "photo_content_type": photo.content_type},
+        )
+        self.sent.append(message)
+        return {
+            **self._message_result(message),
+            "photo": [
+                {
+                    "file_id": f"photo{message.message_id}",
+                    "file_unique_id": "u",
+                    "width": 800,
+                    "height": 800,
+                }
+            ],
+            "caption": caption,
         }
 
     async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
+from PIL import Image
 
 from bots.telegram import TelegramBot
+from core.charts import SIZE
 from core.context import HubContext
 from core.settings import TelegramSettings
 from domain.errors import ConfigError
@@ -27,6 +30,7 @@ async def test_start_registers_commands_and_polls(tg: Chat, fake: FakeBotApi) ->
         "feedback",
         "stats",
         "recent",
+        "preview",
         "link",
     ]
     assert all(c["description"] for c in fake.commands)
@@ -123,6 +127,12 @@ async def test_stats(tg: Chat, ctx: HubContext) -> None:
     assert "Trades: 2 (1 won, 1 lost, 0 breakeven), 1 skipped" in stats.text
     assert "Win rate: 50.0%" in stats.text
     assert "Average return: +3.00%" in stats.text
+    # The numbers are the caption of a photo: the chart, a real multipart PNG upload.
+    assert stats.params["photo_content_type"] == "image/png"
+    image = Image.open(io.BytesIO(stats.params["photo"]))
+    image.load()
+    assert (image.format, image.size) == ("PNG", SIZE)
+    assert stats.parse_mode == "HTML"
 
 
 async def test_recent_uses_the_chat_filter(tg: Chat, ctx: HubContext) -> None:
@@ -204,3 +214,31 @@ async def test_unknown_commands_and_plain_text_are_ignored(tg: Chat) -> None:
 def test_missing_token_is_a_config_error(ctx: HubContext) -> None:
     with pytest.raises(ConfigError, match="telegram.token"):
         TelegramBot(TelegramSettings(enabled=True), ctx)
+
+
+async def test_preview_counts_what_a_filter_would_have_sent(tg: Chat, ctx: HubContext) -> None:
+    for i in range(3):
+        await ctx.publisher.publish(
+            {"signal_id": f"fda{i}", "ticker": "ABCD", "catalyst_type": "FDA", "confidence": 0.9}
+        )
+    await ctx.publisher.publish(
+        {"signal_id": "news0", "ticker": "WXYZ", "catalyst_type": "NEWS", "confidence": 0.5}
+    )
+    reply = await tg.ask("/preview catalyst_types=FDA 7d")
+    assert "Preview</b> of <code>catalyst_types=FDA</code>" in reply.text
+    assert "Last 7 days: 3 of 4 signals would have matched (0.4/day)" in reply.text
+    assert "Top tickers: ABCD 3" in reply.text and "no outcomes reported yet" in reply.text
+    # Not subscribed, no filter given: every signal.
+    assert "no filter (every signal)" in (await tg.ask("/preview")).text
+    await tg.ask("/subscribe")
+    reply = await tg.ask("/set min_confidence 0.8")  # the change shows its effect at once
+    assert "Last 30 days: 3 of 4 signals would have matched" in reply.text
+    reply = await tg.ask("/preview")
+    assert "<code>min_confidence=0.8</code> (this chat's filters)" in reply.text
+    for bad, needle in (
+        ("/preview colour=red", "colour"),
+        ("/preview 0d", "days must be between 1 and 365"),
+        ("/preview 7d days=3", "once"),
+    ):
+        reply = await tg.ask(bad)
+        assert needle in reply.text, (bad, reply.text)

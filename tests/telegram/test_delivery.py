@@ -19,7 +19,7 @@ from core.channels import (
 )
 from core.context import HubContext
 from domain.signals import Signal
-from storage.models import Delivery
+from storage.models import Delivery, User
 from tests.telegram import fake_bot_api as fake_api
 from tests.telegram.conftest import eventually
 from tests.telegram.fake_bot_api import FakeBotApi
@@ -221,3 +221,25 @@ async def test_delivery_only_process_neither_polls_nor_registers(
     finally:
         await ctx.dispatcher.stop()
         await bot.stop()
+
+
+async def test_alert_carries_the_outcome_hint_once_the_sample_is_big_enough(
+    ctx: HubContext, bot: TelegramBot, fake: FakeBotApi
+) -> None:
+    """Through the real dispatcher: 10 executed FDA trades at 80-90 % confidence
+    (stats.min_sample) and the next such alert carries the ledger's line."""
+    async with ctx.db.transaction() as session:
+        users = [User(name=f"trader{i}") for i in range(10)]
+        session.add_all(users)
+    for i, user in enumerate(users):
+        await ctx.publisher.publish({**SIGNAL, "signal_id": f"old{i}", "confidence": 0.85})
+        assert user.id is not None
+        await ctx.services.feedback.record(user.id, f"old{i}", "win" if i < 6 else "loss", "3")
+    await subscribe(ctx, 1001)
+    await run(ctx, bot)
+    await ctx.publisher.publish({**SIGNAL, "signal_id": "new", "confidence": 0.82})
+    [message] = await fake.wait_sent(1, chat_id=1001)
+    assert "📊 <i>FDA, 80–90%: 6 W / 4 L reported, avg +3.00%</i>" in message.text
+    await ctx.publisher.publish({**SIGNAL, "signal_id": "low", "confidence": 0.55})
+    messages = await fake.wait_sent(2, chat_id=1001)
+    assert "📊" not in messages[1].text  # nothing reported in the 50-60 % bucket

@@ -137,3 +137,12 @@ def test_keyboard_fits_callback_limit_for_long_ids() -> None:
 )
 def test_parse_callback_data(data: str | None, expected: tuple[str, int] | None) -> None:
     assert parse_callback_data(data) == expected
+
+
+def test_the_outcome_hint_sits_above_the_time_escaped() -> None:
+    hint = "M&A, 80–90%: 14 W / 6 L reported, avg +4.20%"
+    html_text = render_alert(make(), hint)
+    assert "📊 <i>M&amp;A, 80–90%: 14 W / 6 L reported, avg +4.20%</i>\n🕒" in html_text
+    assert not _broken_html(html_text)
+    assert "📊 M&A, 80–90%" in render_plain(make(), hint)
+    assert "📊" not in render_alert(make()) and "📊" not in render_plain(make())

@@ -1,0 +1,261 @@
+"""What each outcome of a send means for its delivery row (and the metrics).
+
+One :class:`DeliveryOutcomes` per dispatcher round and platform; one method per
+outcome, each recording it under the delivery's claim token and returning what the
+dispatcher needs to keep the destination's order: ``None`` when the delivery is
+done, or the time it was put back until (later deliveries to the same destination
+wait as long). A row whose claim was lost (its lease ran out and another worker may
+have retaken it) is left alone: :meth:`DeliveryOutcomes.lost` logs and counts it.
+
+* sent -> ``sent`` (and its latency);
+* older than the TTL -> ``expired``, not an attempt;
+* :class:`RetryLater` -> the send's slots are refunded, its scope blocked for
+  ``retry_after``, and the delivery waits that long, not counted as an attempt;
+* :class:`TransientError` (or anything unexpected) -> ``failed`` with exponential
+  backoff (``backoff_base_seconds * 2**(attempts-1)``, capped at
+  ``backoff_max_seconds``, times a jitter of 0.8 to 1.2), ``dead`` once
+  ``max_attempts`` are used;
+* :class:`DestinationGone` -> the subscription is deactivated and its open
+  deliveries are marked ``dead``;
+* :class:`DestinationMoved` -> the subscription follows (the caller resends), or,
+  when the new destination is taken, as gone;
+* :class:`PermanentError` -> ``dead``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from core.channels import DestinationGone, PermanentError, RateLimit, RetryLater
+from core.metrics import Metrics
+from core.ratelimit import Permit, ScopedLimiter
+from core.settings import DispatcherSettings
+from storage.database import Database
+from storage.models import DeliveryStatus
+from storage.repositories import deliveries as deliveries_repo
+from storage.repositories import subscriptions as subscriptions_repo
+from storage.repositories.deliveries import Claimed
+
+log = logging.getLogger(__name__)
+
+WallClock = Callable[[], datetime]
+#: ``random.uniform``'s signature: a factor between its two arguments.
+Jitter = Callable[[float, float], float]
+
+
+def describe(exc: BaseException) -> str:
+    """The error recorded for an unexpected exception: its ``reason`` if it has one."""
+    reason = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
+    return str(reason)
+
+
+class DeliveryOutcomes:
+    """Records outcomes for one platform's round of claimed deliveries."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: DispatcherSettings,
+        platform: str,
+        *,
+        limiter: ScopedLimiter,
+        clock: WallClock,
+        metrics: Metrics | None = None,
+        jitter: Jitter = random.uniform,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self.platform = platform
+        self._limiter = limiter
+        self._clock = clock
+        self._metrics = metrics
+        self._jitter = jitter
+        #: Subscriptions found gone this round: their other claims are skipped.
+        self.gone_subscriptions: set[int] = set()
+
+    # ---- bookkeeping ----------------------------------------------------
+    def lost(self, item: Claimed) -> None:
+        """A result that came after the claim was lost: recorded by nobody, counted."""
+        log.warning(
+            "delivery %d: claim lost before its result was recorded (lease ran out)",
+            item.delivery_id,
+        )
+        if self._metrics is not None:
+            self._metrics.claims_lost.labels(channel=self.platform).inc()
+
+    def _count(self, state: str) -> None:
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(channel=self.platform, state=state).inc()
+
+    async def _finish(self, item: Claimed, status: DeliveryStatus, error: str | None) -> None:
+        async with self._db.transaction() as session:
+            kept = await deliveries_repo.finish(
+                item.delivery_id,
+                item.token,
+                status,
+                session=session,
+                now=self._clock(),
+                error=error,
+                attempts_delta=0 if status is DeliveryStatus.EXPIRED else 1,
+            )
+        if not kept:
+            self.lost(item)
+
+    async def reschedule(
+        self, item: Claimed, delay: float, reason: str, *, count_attempt: bool
+    ) -> datetime:
+        """Put the delivery back for ``delay`` seconds; returns until when."""
+        until = self._clock() + timedelta(seconds=delay)
+        await self._put_back([item], until, reason, count_attempt=count_attempt)
+        return until
+
+    async def release(
+        self,
+        items: Sequence[Claimed],
+        until: datetime,
+        reason: str = "waiting behind an earlier delivery",
+    ) -> None:
+        """Put claimed deliveries back, unsent and not counted, until ``until``."""
+        if items:
+            await self._put_back(items, until, reason, count_attempt=False)
+
+    async def _put_back(
+        self, items: Sequence[Claimed], until: datetime, reason: str, *, count_attempt: bool
+    ) -> None:
+        async with self._db.transaction() as session:
+            for item in items:
+                kept = await deliveries_repo.reschedule(
+                    item.delivery_id,
+                    item.token,
+                    until,
+                    session=session,
+                    error=reason,
+                    count_attempt=count_attempt,
+                )
+                if not kept:
+                    self.lost(item)
+
+    # ---- outcomes -------------------------------------------------------
+    async def failed(
+        self, item: Claimed, exc: Exception, limits: Sequence[RateLimit], permit: Permit
+    ) -> datetime | None:
+        """The send under ``limits`` and ``permit`` raised ``exc`` (anything but
+        :class:`DestinationMoved`, which the sender follows): record what it means."""
+        if isinstance(exc, TimeoutError):
+            return await self.transient(item, "send timed out before its claim's lease ran out")
+        if isinstance(exc, RetryLater):
+            return await self.retry_later(item, exc, limits, permit)
+        if isinstance(exc, DestinationGone):
+            await self.gone(item, exc.reason)
+            return None
+        if isinstance(exc, PermanentError):
+            await self.permanent(item, exc.reason)
+            return None
+        return await self.transient(item, describe(exc))
+
+    async def sent(self, item: Claimed) -> None:
+        sent_at = self._clock()
+        await self._finish(item, DeliveryStatus.SENT, None)
+        self._count("sent")
+        if self._metrics is not None:
+            self._metrics.delivery_latency.labels(channel=self.platform).observe(
+                max(0.0, (sent_at - item.created_at).total_seconds())
+            )
+
+    async def inactive(self, item: Claimed) -> None:
+        await self._finish(item, DeliveryStatus.DEAD, "subscription inactive")
+        self._count("dead")
+
+    async def expired(self, item: Claimed) -> None:
+        await self._finish(item, DeliveryStatus.EXPIRED, "expired: older than TTL")
+        self._count("expired")
+
+    async def dead(self, item: Claimed, reason: str) -> None:
+        """Given up without a send to blame (not counted as a delivery state)."""
+        await self._finish(item, DeliveryStatus.DEAD, reason)
+
+    async def rate_limited(self, item: Claimed, wait: float) -> datetime:
+        """Our own limiter would hold it too long: back after ``wait``, no attempt."""
+        return await self.reschedule(item, wait, "rate limited", count_attempt=False)
+
+    async def retry_later(
+        self, item: Claimed, exc: RetryLater, limits: Sequence[RateLimit], permit: Permit
+    ) -> datetime:
+        """The platform refused the send for ``exc.retry_after`` seconds."""
+        self._limiter.refund(limits, permit)
+        self._limiter.block(exc.scope, exc.retry_after)
+        log.warning("%s rate limited (%s) for %.1fs", self.platform, exc.scope, exc.retry_after)
+        self._count("rate_limited")
+        return await self.reschedule(item, exc.retry_after, exc.reason, count_attempt=False)
+
+    async def transient(self, item: Claimed, reason: str) -> datetime | None:
+        """A failure that may pass: back off, or give up after ``max_attempts``."""
+        attempts = item.attempts + 1
+        if attempts >= self._settings.max_attempts:
+            log.warning(
+                "%s delivery %d dead after %d attempts: %s",
+                self.platform,
+                item.delivery_id,
+                attempts,
+                reason,
+            )
+            await self._finish(item, DeliveryStatus.DEAD, reason)
+            self._count("dead")
+            return None
+        delay = min(
+            self._settings.backoff_max_seconds,
+            self._settings.backoff_base_seconds * (2 ** (attempts - 1)),
+        ) * self._jitter(0.8, 1.2)
+        log.info(
+            "%s delivery %d failed (%s); retry in %.1fs",
+            self.platform,
+            item.delivery_id,
+            reason,
+            delay,
+        )
+        self._count("failed")
+        return await self.reschedule(item, delay, reason, count_attempt=True)
+
+    async def permanent(self, item: Claimed, reason: str) -> None:
+        """The platform will never take this message: ``dead``."""
+        log.warning("%s delivery %d rejected: %s", self.platform, item.delivery_id, reason)
+        await self._finish(item, DeliveryStatus.DEAD, reason)
+        self._count("dead")
+
+    async def moved(self, item: Claimed, old: str, new: str) -> bool:
+        """The destination moved to ``new``: True when the subscription followed
+        (send again there); False when ``new`` is taken (handled as gone)."""
+        async with self._db.transaction() as session:
+            followed = await subscriptions_repo.move(item.subscription_id, new, session=session)
+        if not followed:
+            await self.gone(item, f"moved to {new}, which is taken")
+            return False
+        log.info("%s destination %s moved to %s", self.platform, old, new)
+        return True
+
+    async def gone(self, item: Claimed, reason: str) -> None:
+        """The destination no longer exists: deactivate the subscription and kill
+        its open deliveries (this one included)."""
+        log.warning(
+            "destination of subscription %d is gone (%s); deactivating",
+            item.subscription_id,
+            reason,
+        )
+        self.gone_subscriptions.add(item.subscription_id)
+        async with self._db.transaction() as session:
+            await subscriptions_repo.deactivate(item.subscription_id, reason, session=session)
+            await deliveries_repo.finish(
+                item.delivery_id,
+                item.token,
+                DeliveryStatus.DEAD,
+                session=session,
+                now=self._clock(),
+                error=reason,
+            )
+            await deliveries_repo.kill_open_for_subscription(
+                item.subscription_id, f"subscription deactivated: {reason}", session=session
+            )
+        self._count("dead")
