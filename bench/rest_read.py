@@ -91,31 +91,37 @@ def worker_main(args: argparse.Namespace) -> None:
     except ImportError:
         pass
     result = asyncio.run(_load(args.port, args.key, args.connections, args.duration))
-    print(json.dumps(result))
+    # To a file, not stdout: a large result on a pipe once arrived with a stray
+    # newline at 128 KiB, and the phase's figures were lost.
+    Path(args.out).write_text(json.dumps(result), encoding="utf-8")
 
 
 def load(port: int, key: str, connections: int, duration: float) -> dict[str, Any]:
     """One phase, from a separate process (the generator never shares a core's loop
     with a server)."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--worker",
-            "--port",
-            str(port),
-            "--key",
-            key,
-            "--connections",
-            str(connections),
-            "--duration",
-            str(duration),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--worker",
+                "--out",
+                str(out),
+                "--port",
+                str(port),
+                "--key",
+                key,
+                "--connections",
+                str(connections),
+                "--duration",
+                str(duration),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return result
 
 
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker_main(args)
