@@ -32,7 +32,7 @@ def _filter_from(text: str | None, filters_json: str | None) -> SignalFilter | N
     if filters_json is not None:
         try:
             data = json.loads(filters_json)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             raise InvalidInput(
                 'filters must be a JSON object such as {"catalyst_types":["FDA"]}',
                 field="filters",

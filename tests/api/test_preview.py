@@ -52,6 +52,7 @@ async def test_preview_rejects_bad_input_by_name(hub: Hub) -> None:
         "filter=min_confidence%3D7": "min_confidence",
         "filters=%7Bnot%20json": "filters must be a JSON object",
         "filters=%5B1%5D": "filters must be a JSON object",
+        "filters=" + "%5B" * 1900 + "%5D" * 1900: "filters must be a JSON object",
         "days=0": "days",
         "days=366": "days",
         "filter=x%3D1&filters=%7B%7D": "not both",
