@@ -43,7 +43,7 @@ def _by_catalyst(ax: Any, groups: list[GroupStats]) -> None:
     if not groups:
         _empty(ax, "No executed trades reported yet")
         return
-    names = [g.key for g in groups]
+    names = [_literal(g.key) for g in groups]
     positions = list(range(len(groups)))
     win_rates = [g.stats.win_rate * 100 for g in groups]
     bars = ax.bar(positions, win_rates, color=WIN, width=0.6, label="win rate %")
@@ -76,7 +76,7 @@ def _by_catalyst(ax: Any, groups: list[GroupStats]) -> None:
 
 
 def _cumulative(ax: Any, returns: Sequence[tuple[datetime, float]], who: str) -> None:
-    ax.set_title(f"Cumulative reported return: {who}")
+    ax.set_title(f"Cumulative reported return: {_literal(who)}")
     if not returns:
         _empty(ax, "No returns reported yet: /feedback SIGNAL_ID win 12.5")
         return
@@ -87,6 +87,12 @@ def _cumulative(ax: Any, returns: Sequence[tuple[datetime, float]], who: str) ->
     ax.axhline(0, color="#999999", linewidth=0.5)
     ax.set_ylabel("sum of returns %")
     ax.tick_params(axis="x", labelrotation=30)
+
+
+def _literal(text: str) -> str:
+    """User-chosen text (a name, a catalyst type) shown as written: matplotlib would
+    read ``$...$`` as math, and a malformed formula fails the whole render."""
+    return text.replace("$", r"\$")
 
 
 def _empty(ax: Any, text: str) -> None:

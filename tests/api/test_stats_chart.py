@@ -77,3 +77,16 @@ async def test_hints_list_the_groups_with_enough_outcomes(make_hub: HubFactory) 
     assert fda["line"] == "FDA, 80–90%: 7 W / 4 L reported, avg +1.45%"
     assert fda["stats"]["trades_executed"] == 11
     assert (await hub.http.get("/api/v1/stats/hints")).status_code == 401
+
+
+def test_names_with_dollar_signs_are_text_not_math() -> None:
+    """A user or catalyst named like a malformed matplotlib formula still renders."""
+    from core.charts import render_stats_chart
+    from domain.outcomes import GroupStats, summarize
+
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    for name in ("$x^$", r"$\undefinedcmd$", "a$b"):
+        png = render_stats_chart(
+            [GroupStats(name, summarize([("win", 1.0)]))], [(when, 1.0)], who=name
+        )
+        assert decode(png).size == SIZE
