@@ -13,6 +13,7 @@ from api import (
     routes_admin,
     routes_preview,
     routes_signals,
+    routes_subscriptions,
     routes_system,
     routes_ws,
 )
@@ -91,7 +92,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=api.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After"],
         )
@@ -101,6 +102,7 @@ def create_app(
         routes_signals,
         routes_account,
         routes_preview,
+        routes_subscriptions,
         routes_admin,
         routes_ws,
     ):

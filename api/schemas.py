@@ -279,3 +279,41 @@ class HintOut(BaseModel):
     confidence_bucket: str = Field(examples=["0.8-0.9"])
     line: str = Field(examples=["FDA, 80–90%: 14 W / 6 L reported, avg +4.20%"])
     stats: OutcomeStatsOut
+
+
+class DeliverySettings(BaseModel):
+    """When a chat destination gets its alerts. A missing or ``null`` field is off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quiet: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Quiet hours and an IANA time zone: alerts are held and arrive "
+        "as one digest when they end.",
+        examples=["22:00-07:00 America/New_York"],
+    )
+    digest: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Batch alerts into one message per period (5m-24h).",
+        examples=["15m"],
+    )
+    max: str | None = Field(
+        default=None,
+        max_length=16,
+        description="At most this many messages per period; the rest fold into the next "
+        "digest. A digest counts as one.",
+        examples=["10/h"],
+    )
+
+
+class SubscriptionOut(BaseModel):
+    """A chat destination (Telegram chat, Discord DM or channel) subscribed by you."""
+
+    id: int
+    platform: str
+    destination: str
+    active: bool
+    filters: FilterModel
+    delivery: DeliverySettings

@@ -21,8 +21,10 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
+from domain.delivery_prefs import HoldReason, age_text
 from domain.signals import Signal
 
 
@@ -50,6 +52,38 @@ class Alert:
     #: One line from the outcome ledger for this signal's catalyst and confidence
     #: (core/hints.py); None until enough outcomes are reported.
     hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """One held alert in a digest."""
+
+    delivery_id: int
+    signal: Signal
+    #: When it matched (the outbox row's creation): the digest shows its age.
+    matched_at: datetime
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Held alerts for one destination, sent as one message (or, past the
+    platform's length limit, as consecutive parts: see :meth:`Channel.digest_parts`).
+
+    ``items`` are newest first. ``omitted`` counts held alerts left out for being
+    older than the digest TTL; the first part says how many."""
+
+    subscription_id: int
+    destination: str
+    items: tuple[DigestItem, ...]
+    reason: HoldReason
+    now: datetime
+    omitted: int = 0
+    part: int = 1
+    parts: int = 1
+
+    def age_of(self, item: DigestItem) -> str:
+        return age_text((self.now - item.matched_at).total_seconds())
 
 
 class DeliveryError(Exception):
@@ -103,8 +137,20 @@ class Channel(ABC):
         """The rate limits a send to ``destination`` must respect, broadest first."""
 
     @abstractmethod
-    async def send(self, alert: Alert) -> None:
-        """Deliver once or raise a :class:`DeliveryError` subclass."""
+    async def send(self, alert: Alert) -> str | None:
+        """Deliver once or raise a :class:`DeliveryError` subclass. Returns the
+        platform's id of the message (kept to edit it later), if it has one."""
+
+    def digest_parts(self, digest: Digest) -> list[Digest]:
+        """Split a digest into parts that each fit one platform message, in order
+        (newest items first), numbering them ``part``/``parts``. An item is never
+        split across parts."""
+        return [digest]
+
+    async def send_digest(self, digest: Digest) -> str | None:
+        """Deliver one digest part once, or raise a :class:`DeliveryError` subclass.
+        Returns the platform's message id, if it has one."""
+        raise PermanentError(f"{self.platform} does not send digests")
 
 
 class ConsoleChannel(Channel):
@@ -118,7 +164,7 @@ class ConsoleChannel(Channel):
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
         return (RateLimit("global", 50, 1.0),)
 
-    async def send(self, alert: Alert) -> None:
+    async def send(self, alert: Alert) -> str | None:
         s = alert.signal
         price = f" @ ${s.price:g}" if s.price is not None else ""
         rvol = f" rvol {s.rvol:g}" if s.rvol is not None else ""
@@ -135,3 +181,19 @@ class ConsoleChannel(Channel):
             headline,
             s.signal_id,
         )
+        return None
+
+    async def send_digest(self, digest: Digest) -> str | None:
+        extra = f" ({digest.omitted} older left out)" if digest.omitted else ""
+        self._log.info(
+            "DIGEST -> %s | %d alerts held (%s)%s: %s",
+            digest.destination,
+            len(digest.items),
+            digest.reason.value,
+            extra,
+            "; ".join(
+                f"{i.signal.ticker} {i.signal.catalyst_type} {digest.age_of(i)}"
+                for i in digest.items
+            ),
+        )
+        return None

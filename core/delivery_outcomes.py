@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -156,14 +157,60 @@ class DeliveryOutcomes:
             return None
         return await self.transient(item, describe(exc))
 
-    async def sent(self, item: Claimed) -> None:
+    async def sent(self, item: Claimed, message_id: str | None = None) -> None:
         sent_at = self._clock()
-        await self._finish(item, DeliveryStatus.SENT, None)
+        async with self._db.transaction() as session:
+            kept = await deliveries_repo.finish(
+                item.delivery_id,
+                item.token,
+                DeliveryStatus.SENT,
+                session=session,
+                now=sent_at,
+                message_id=message_id,
+            )
+        if not kept:
+            self.lost(item)
         self._count("sent")
         if self._metrics is not None:
             self._metrics.delivery_latency.labels(channel=self.platform).observe(
                 max(0.0, (sent_at - item.created_at).total_seconds())
             )
+
+    async def hold(self, items: Sequence[Claimed], until: datetime, reason: str) -> None:
+        """Hold for a digest until ``until`` (quiet hours, digest period, cap)."""
+        async with self._db.transaction() as session:
+            for item in items:
+                if not await deliveries_repo.hold(
+                    item.delivery_id, item.token, until, reason, session=session
+                ):
+                    self.lost(item)
+        self._count("held")
+
+    async def digest_sent(self, items: Sequence[Claimed], message_id: str | None) -> None:
+        """One digest part carrying ``items`` went out as one message."""
+        sent_at = self._clock()
+        async with self._db.transaction() as session:
+            kept = await deliveries_repo.finish_batch(
+                [(i.delivery_id, i.token) for i in items],
+                secrets.token_hex(16),
+                now=sent_at,
+                message_id=message_id,
+                session=session,
+            )
+        if kept < len(items):
+            log.warning(
+                "%s digest: %d of %d rows lost their claim before being recorded",
+                self.platform,
+                len(items) - kept,
+                len(items),
+            )
+        self._count("digest")
+        if self._metrics is not None:
+            for item in items:
+                self._metrics.deliveries.labels(channel=self.platform, state="sent").inc()
+                self._metrics.delivery_latency.labels(channel=self.platform).observe(
+                    max(0.0, (sent_at - item.created_at).total_seconds())
+                )
 
     async def inactive(self, item: Claimed) -> None:
         await self._finish(item, DeliveryStatus.DEAD, "subscription inactive")

@@ -31,15 +31,20 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from core.channels import Alert, Channel, DestinationMoved
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.channels import Alert, Channel, DestinationMoved, Digest, DigestItem
 from core.delivery_outcomes import DeliveryOutcomes, Jitter
 from core.metrics import Metrics
 from core.ratelimit import Clock as Monotonic
 from core.ratelimit import ScopedLimiter, Timer, UsesLimiter, loop_timer
 from core.settings import DispatcherSettings
+from domain.delivery_prefs import DeliveryPrefs, HoldReason
 from domain.signals import Signal
 from storage.database import Database
 from storage.models import SignalRow
@@ -245,6 +250,7 @@ class Dispatcher:
             signals = await deliveries_repo.signals_by_seq(
                 [c.signal_seq for c in claimed], session=session
             )
+            recent = await self._recent_sends(claimed, session)
         groups: dict[str, list[Claimed]] = {}
         for item in claimed:
             groups.setdefault(item.destination, []).append(item)
@@ -260,19 +266,31 @@ class Dispatcher:
             jitter=self._jitter,
         )
         gone = outcomes.gone_subscriptions
+        rounds = _Round(channel, outcomes, signals, recent, sem, deadline)
 
         async def run_group(items: list[Claimed]) -> None:
-            for index, item in enumerate(items):
+            # Held rows go first, as one digest: they matched before the rest.
+            held = [i for i in items if i.held_reason is not None]
+            rest = [i for i in items if i.held_reason is None]
+            if held and held[0].subscription_id not in gone:
+                if platform in self._draining:
+                    await outcomes.release(items, self._clock(), "released at shutdown")
+                    return
+                hold = await self._digest(rounds, held)
+                if hold is not None:
+                    await outcomes.release(rest, hold)
+                    return
+            for index, item in enumerate(rest):
                 if item.subscription_id in gone:
                     continue  # deactivated earlier this round; its deliveries are dead
                 if platform in self._draining:
                     # Stopping: what has not started goes back for the next sender now.
-                    await outcomes.release(items[index:], self._clock(), "released at shutdown")
+                    await outcomes.release(rest[index:], self._clock(), "released at shutdown")
                     return
-                hold = await self._process(channel, outcomes, item, signals, sem, deadline)
+                hold = await self._process(rounds, item)
                 if hold is not None:
                     # Keep the destination's order: the rest wait as long as this one.
-                    await outcomes.release(items[index + 1 :], hold)
+                    await outcomes.release(rest[index + 1 :], hold)
                     return
 
         results = await asyncio.gather(
@@ -282,6 +300,20 @@ class Dispatcher:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("delivery group failed: %r", result)
         return len(claimed)
+
+    async def _recent_sends(
+        self, claimed: list[Claimed], session: AsyncSession
+    ) -> dict[int, list[datetime]]:
+        """When each capped subscription's recent messages went (for its cap)."""
+        periods = {
+            c.subscription_id: cap.period
+            for c in claimed
+            if (cap := DeliveryPrefs.stored(c.prefs).cap) is not None
+        }
+        if not periods:
+            return {}
+        since = self._clock() - max(periods.values())
+        return await deliveries_repo.recent_sends(list(periods), since, session=session)
 
     async def _hint_for(self, signal: Signal) -> str | None:
         """The outcome ledger's line for the alert (core/hints.py). A hint is a nicety:
@@ -298,74 +330,172 @@ class Dispatcher:
             )
             return None
 
-    async def _process(
-        self,
-        channel: Channel,
-        outcomes: DeliveryOutcomes,
-        item: Claimed,
-        signals: Mapping[int, SignalRow],
-        sem: asyncio.Semaphore,
-        deadline: float,
-    ) -> datetime | None:
-        """Handle one claimed delivery.
+    async def _process(self, rounds: _Round, item: Claimed) -> datetime | None:
+        """Handle one claimed alert (not held): send it now, or hold it for a digest.
 
         Returns None when done, or the time before which later deliveries to the
         same destination must not go (this one was put back until then).
         """
+        outcomes = rounds.outcomes
         if not item.active:
             await outcomes.inactive(item)
             return None
-        if self._clock() - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
+        now = self._clock()
+        if now - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
             await outcomes.expired(item)
             return None
-        row = signals.get(item.signal_seq)
+        prefs = DeliveryPrefs.stored(item.prefs)
+        if not prefs.empty:
+            hold = prefs.plan(now, rounds.recent.get(item.subscription_id, []))
+            if hold is not None:
+                await outcomes.hold([item], hold.until, hold.reason)
+                return None
+        row = rounds.signals.get(item.signal_seq)
         if row is None:  # pragma: no cover - foreign key makes this impossible
             await outcomes.dead(item, "signal missing")
             return None
         signal = to_signal(row)
         hint = await self._hint_for(signal)
+
+        def send(destination: str) -> Awaitable[str | None]:
+            alert = Alert(item.delivery_id, item.subscription_id, destination, signal, hint)
+            return rounds.channel.send(alert)
+
+        result = await self._deliver(rounds, item, send)
+        if isinstance(result, _Sent):
+            rounds.recent.setdefault(item.subscription_id, []).append(self._clock())
+            await outcomes.sent(item, result.message_id)
+            return None
+        return result
+
+    async def _digest(self, rounds: _Round, held: list[Claimed]) -> datetime | None:
+        """Send one destination's due held alerts as a digest (in parts past the
+        platform's length limit), or hold them again (quiet hours began, the cap is
+        full). Returns the time the rest of the destination must wait, or None."""
+        outcomes = rounds.outcomes
+        first = held[0]
+        if not first.active:
+            for item in held:
+                await outcomes.inactive(item)
+            return None
+        now = self._clock()
+        prefs = DeliveryPrefs.stored(first.prefs)
+        hold = prefs.plan(now, rounds.recent.get(first.subscription_id, []), batching=False)
+        if hold is not None:
+            await outcomes.hold(held, hold.until, hold.reason)
+            return None
+        ttl = timedelta(seconds=self._settings.digest_ttl_seconds)
+        stale = [i for i in held if now - i.created_at > ttl]
+        for item in stale:
+            await outcomes.expired(item)
+        entries = []
+        for item in held:
+            row = rounds.signals.get(item.signal_seq)
+            if item in stale or row is None:
+                continue
+            entries.append((DigestItem(item.delivery_id, to_signal(row), item.created_at), item))
+        if not entries:
+            return None
+        entries.sort(key=lambda e: (e[0].signal.timestamp, e[0].signal.seq or 0), reverse=True)
+        reasons = Counter(i.held_reason for _d, i in entries)
+        digest = Digest(
+            first.subscription_id,
+            first.destination,
+            tuple(d for d, _i in entries),
+            _reason(reasons.most_common(1)[0][0]),
+            now,
+            omitted=len(stale),
+        )
+        rows = {d.delivery_id: i for d, i in entries}
+        parts = rounds.channel.digest_parts(digest)
+        for index, part in enumerate(parts):
+            part_rows = [rows[d.delivery_id] for d in part.items]
+
+            def send(destination: str, part: Digest = part) -> Awaitable[str | None]:
+                return rounds.channel.send_digest(replace(part, destination=destination))
+
+            result = await self._deliver(rounds, part_rows[0], send)
+            if isinstance(result, _Sent):
+                rounds.recent.setdefault(first.subscription_id, []).append(self._clock())
+                await outcomes.digest_sent(part_rows, result.message_id)
+                continue
+            later = [rows[d.delivery_id] for p in parts[index + 1 :] for d in p.items]
+            if result is not None:  # put back: the part's other rows and later parts wait too
+                await outcomes.release(part_rows[1:] + later, result)
+                return result
+            if first.subscription_id in outcomes.gone_subscriptions:
+                return None  # its rows were all marked dead with the subscription
+            for item in part_rows[1:]:
+                await outcomes.dead(item, "its digest part was refused")
+        return None
+
+    async def _deliver(
+        self, rounds: _Round, lead: Claimed, send: Callable[[str], Awaitable[str | None]]
+    ) -> _Sent | datetime | None:
+        """Send under the destination's rate limits, following it if it moved.
+
+        ``lead`` is the row a failure is recorded on. Returns :class:`_Sent` on
+        success (the caller records it); otherwise the failure was recorded and
+        the result is the time the destination must wait, or None."""
+        channel, outcomes = rounds.channel, rounds.outcomes
         limiter = self._limiters[channel.platform]
-        destination = item.destination
+        destination = lead.destination
         for _move in range(MAX_MOVES):
             limits = channel.limits_for(destination)
             wait = limiter.ready_in(limits)
             loop_now = asyncio.get_running_loop().time()
-            if wait > MAX_INLINE_WAIT or loop_now + wait > deadline:
-                return await outcomes.rate_limited(item, wait)
-            async with sem:
+            if wait > MAX_INLINE_WAIT or loop_now + wait > rounds.deadline:
+                return await outcomes.rate_limited(lead, wait)
+            async with rounds.sem:
                 try:
                     # Queued behind other sends (FIFO per scope): give up the wait,
                     # not the claim, if the slot would come after the deadline.
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(rounds.deadline):
                         permit = await limiter.acquire(limits)
                 except TimeoutError:
-                    return await outcomes.rate_limited(item, 0.0)
+                    return await outcomes.rate_limited(lead, 0.0)
                 try:
                     # A send never outlives its claim: past the deadline (well inside
                     # the lease) another worker could retake and resend it.
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(rounds.deadline):
                         try:
-                            await channel.send(
-                                Alert(
-                                    item.delivery_id,
-                                    item.subscription_id,
-                                    destination,
-                                    signal,
-                                    hint,
-                                )
-                            )
+                            message_id = await send(destination)
                         finally:
                             limiter.settle(permit)  # answered (or not): counted by now
                 except DestinationMoved as exc:
-                    if not await outcomes.moved(item, destination, exc.new_destination):
+                    if not await outcomes.moved(lead, destination, exc.new_destination):
                         return None
                     destination = exc.new_destination
                     continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # what it means: DeliveryOutcomes.failed
-                    return await outcomes.failed(item, exc, limits, permit)
-            await outcomes.sent(item)
-            return None
-        await outcomes.dead(item, "destination moved too many times")
+                    return await outcomes.failed(lead, exc, limits, permit)
+            return _Sent(message_id)
+        await outcomes.dead(lead, "destination moved too many times")
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What one round's sends share."""
+
+    channel: Channel
+    outcomes: DeliveryOutcomes
+    signals: Mapping[int, SignalRow]
+    #: Per capped subscription, when its recent messages went (appended as we send).
+    recent: dict[int, list[datetime]]
+    sem: asyncio.Semaphore
+    deadline: float
+
+
+def _reason(value: str | None) -> HoldReason:
+    try:
+        return HoldReason(value or HoldReason.DIGEST)
+    except ValueError:
+        return HoldReason.DIGEST

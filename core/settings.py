@@ -155,6 +155,9 @@ class DispatcherSettings(_Section):
     enabled: bool = True
     #: Deliveries older than this expire instead of being sent (news goes stale).
     ttl_seconds: float = Field(default=900.0, gt=0)
+    #: Alerts held for a digest (quiet hours, digest period, cap) older than this
+    #: are left out of it; the digest says how many.
+    digest_ttl_seconds: float = Field(default=43_200.0, gt=0, le=7 * 86_400)
     max_attempts: int = Field(default=8, ge=1)
     backoff_base_seconds: float = Field(default=2.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)

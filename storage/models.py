@@ -47,6 +47,22 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     EXPIRED = "expired"
+    #: Waiting for its due time (quiet hours, a digest period, a cap): it goes out
+    #: in a digest with everything else held for the destination by then.
+    HELD = "held"
+    #: Its signal was retracted before it went out.
+    CANCELED = "canceled"
+
+
+class DeliveryKind(StrEnum):
+    ALERT = "alert"
+    #: Edit a message already delivered (the signal was corrected or retracted).
+    EDIT = "edit"
+
+
+class SignalStatus(StrEnum):
+    ACTIVE = "active"
+    RETRACTED = "retracted"
 
 
 #: Covers the filter preview's grouped count (storage/repositories/preview.py): in
@@ -82,6 +98,10 @@ class SignalRow(SQLModel, table=True):
     timestamp: datetime = _ts(index=True)
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime = _ts(default_factory=utcnow)
+    #: ``retracted`` once the producer withdrew it (a false positive).
+    status: str = Field(default=SignalStatus.ACTIVE.value, max_length=12)
+    #: 0 as first published; each correction or retraction adds one.
+    revision: int = 0
 
 
 class User(SQLModel, table=True):
@@ -131,17 +151,22 @@ class Subscription(SQLModel, table=True):
     filter: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     active: bool = Field(default=True)
     deactivated_reason: str | None = Field(default=None, max_length=255)
+    #: Quiet hours, digest period and cap (domain.delivery_prefs.DeliveryPrefs).
+    delivery: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow, index=True)
 
 
 class Delivery(SQLModel, table=True):
-    """The outbox: one row per (signal, subscription)."""
+    """The outbox: one alert row per (signal, subscription), and one edit row per
+    later revision of a signal already delivered there."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        sa.UniqueConstraint("signal_seq", "subscription_id", name="uq_delivery"),
+        sa.UniqueConstraint("signal_seq", "subscription_id", "revision", name="uq_delivery"),
         sa.Index("ix_deliveries_due", "platform", "status", "next_attempt_at"),
+        # A signal's deliveries, when it is corrected or retracted.
+        sa.Index("ix_deliveries_signal", "signal_seq"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -157,6 +182,15 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, max_length=500)
+    kind: str = Field(default=DeliveryKind.ALERT.value, max_length=8)
+    #: The signal revision an edit row brings (0 for alerts).
+    revision: int = 0
+    #: Why a ``held`` row waits (domain.delivery_prefs.HoldReason).
+    held_reason: str | None = Field(default=None, max_length=8)
+    #: The digest a row went out in (one token per digest part).
+    batch_id: str | None = Field(default=None, max_length=32)
+    #: The platform's id of the message that carried it, to edit it later.
+    message_id: str | None = Field(default=None, max_length=64)
 
 
 class TradeOutcome(SQLModel, table=True):

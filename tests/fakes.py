@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from core.channels import Alert, Channel, RateLimit
+from core.channels import Alert, Channel, Digest, RateLimit
 
 
 class RecordingChannel(Channel):
@@ -30,11 +32,36 @@ class RecordingChannel(Channel):
         self.behaviour = behaviour
         self.delay = delay
         self.event = asyncio.Event()
+        self.digests: list[Digest] = []
+        #: Items per digest part (None: one part), to exercise splitting.
+        self.per_part: int | None = None
+        #: ``digest_behaviour(digest)`` may raise a DeliveryError, like ``behaviour``.
+        self.digest_behaviour: Callable[[Digest], None] | None = None
+        self._ids = itertools.count(1)
+
+    def digest_parts(self, digest: Digest) -> list[Digest]:
+        if self.per_part is None:
+            return [digest]
+        chunks = [
+            digest.items[i : i + self.per_part]
+            for i in range(0, len(digest.items), self.per_part)
+        ]
+        return [
+            dataclasses.replace(digest, items=chunk, part=n, parts=len(chunks))
+            for n, chunk in enumerate(chunks, 1)
+        ]
+
+    async def send_digest(self, digest: Digest) -> str | None:
+        if self.digest_behaviour is not None:
+            self.digest_behaviour(digest)
+        self.digests.append(digest)
+        self.event.set()
+        return f"m{next(self._ids)}"
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
         return self._limits(destination) if self._limits else ()
 
-    async def send(self, alert: Alert) -> None:
+    async def send(self, alert: Alert) -> str | None:
         self.attempts.append(alert)
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -42,6 +69,7 @@ class RecordingChannel(Channel):
             self.behaviour(alert)
         self.sent.append(alert)
         self.event.set()
+        return f"m{next(self._ids)}"
 
     def sent_to(self, destination: str) -> list[str]:
         return [a.signal.signal_id for a in self.sent if a.destination == destination]

@@ -16,6 +16,7 @@ HELP = """**Catalyst Signal Hub** sends catalyst trading signals (FDA, M&A, earn
 `/unsubscribe [channel]` stop them
 `/filters show|set|reset [channel]` choose which signals you get
 `/filters preview [filter] [days]` what a filter would have sent lately, and how it went
+`/delivery show|quiet|digest|max [channel]` quiet hours (`22:00-07:00` + time zone), a digest every `15m`, at most `10/h`; held alerts come as one digest, `off` clears
 `/feedback signal_id outcome [return_pct]` report how a trade went (or press Win/Loss/Skip)
 `/stats` your win rate and average return · `/recent [count]` the latest signals
 `/link [code]` link this account with Telegram or the API

@@ -20,6 +20,10 @@ classified here so the dispatcher can act:
   never burns the invalid-request budget)
 * 401 (token revoked) -> RetryLater for the whole channel, so it is not hammered
 * 5xx, network errors -> TransientError; any other 4xx -> PermanentError
+
+An alert goes out as its embed with outcome buttons; a digest part (core/channels.py
+:class:`~core.channels.Digest`) as one embed (bots/discord/digest.py). Both sends
+return the posted message's id.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import ClassVar
 import aiohttp
 import discord
 
+from bots.discord.digest import digest_embed, split_digest
 from bots.discord.render import signal_embed
 from bots.discord.views import outcome_view
 from core.channels import (
@@ -39,6 +44,7 @@ from core.channels import (
     Channel,
     DeliveryError,
     DestinationGone,
+    Digest,
     PermanentError,
     RateLimit,
     RetryLater,
@@ -119,8 +125,29 @@ class DiscordChannel(Channel):
         while len(self._dm_channels) > self._dm_cache_size:
             self._dm_channels.popitem(last=False)
 
-    async def send(self, alert: Alert) -> None:
-        kind, target = parse_destination(alert.destination)
+    async def send(self, alert: Alert) -> str:
+        """Post the alert's embed with its outcome buttons; the message's id."""
+        # The view's buttons are DynamicItems (bots/discord/views.py), so discord.py
+        # keeps no per-message state for it after the send.
+        return await self._deliver(
+            alert.destination,
+            embed=signal_embed(alert.signal, alert.hint),
+            view=outcome_view(alert.signal),
+        )
+
+    def digest_parts(self, digest: Digest) -> list[Digest]:
+        """Parts that each fit one embed (bots/discord/digest.py)."""
+        return split_digest(digest)
+
+    async def send_digest(self, digest: Digest) -> str:
+        """Post one digest part as one embed; the message's id."""
+        return await self._deliver(digest.destination, embed=digest_embed(digest))
+
+    async def _deliver(
+        self, destination: str, *, embed: discord.Embed, view: discord.ui.View | None = None
+    ) -> str:
+        """Post to ``destination`` (opening the DM first if needed), classifying failures."""
+        kind, target = parse_destination(destination)
         if self._client.user is None or self._client.is_closed():
             raise TransientError("the Discord bot is not connected")
         try:
@@ -131,15 +158,14 @@ class DiscordChannel(Channel):
                 # once; the post is a second request: its own slot, as it leaves.
                 permit = await self._limiter.acquire((self._global,), first=True)
                 try:
-                    await self._post(channel_id, alert)
+                    return await self._post(channel_id, embed, view)
                 finally:
                     self._limiter.settle(permit)
-            else:
-                await self._post(channel_id, alert)
+            return await self._post(channel_id, embed, view)
         except discord.RateLimited as exc:
-            raise RetryLater(exc.retry_after, alert.destination) from None
+            raise RetryLater(exc.retry_after, destination) from None
         except discord.HTTPException as exc:
-            error = classify(exc, alert.destination)
+            error = classify(exc, destination)
             if kind == "dm" and isinstance(error, DestinationGone):
                 self._dm_channels.pop(target, None)
             raise error from None
@@ -148,13 +174,15 @@ class DiscordChannel(Channel):
                 f"network error talking to Discord: {exc.__class__.__name__}"
             ) from None
 
-    async def _post(self, channel_id: int, alert: Alert) -> None:
-        # The view's buttons are DynamicItems (bots/discord/views.py), so discord.py
-        # keeps no per-message state for it after the send.
+    async def _post(
+        self, channel_id: int, embed: discord.Embed, view: discord.ui.View | None
+    ) -> str:
         messageable = self._client.get_partial_messageable(channel_id)
-        await messageable.send(
-            embed=signal_embed(alert.signal, alert.hint), view=outcome_view(alert.signal)
-        )
+        if view is None:
+            message = await messageable.send(embed=embed)
+        else:
+            message = await messageable.send(embed=embed, view=view)
+        return str(message.id)
 
     async def _dm_channel(self, user_id: int) -> int:
         channel_id = self._dm_channels.get(user_id)

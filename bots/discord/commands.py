@@ -5,6 +5,7 @@ One module per concept, each command a :class:`~bots.discord.slash.SlashCommand`
 
 * :mod:`bots.discord.subscription_commands`: ``/subscribe``, ``/unsubscribe``
 * :mod:`bots.discord.filter_commands`: the ``/filters`` group
+* :mod:`bots.discord.delivery_commands`: the ``/delivery`` group
 * :mod:`bots.discord.feedback_commands`: ``/feedback``, ``/stats``
 * :mod:`bots.discord.signal_commands`: ``/recent``
 * :mod:`bots.discord.account_commands`: ``/link``, ``/help``
@@ -17,6 +18,7 @@ from typing import Any
 from discord import app_commands
 
 from bots.discord.account_commands import HelpCommand, LinkCommand
+from bots.discord.delivery_commands import DeliveryGroup
 from bots.discord.feedback_commands import FeedbackCommand, StatsCommand
 from bots.discord.filter_commands import FiltersGroup
 from bots.discord.replies import Replier
@@ -39,6 +41,7 @@ def slash_commands(
         LinkCommand(hub, replier).command,
         HelpCommand(hub, replier).command,
         FiltersGroup(hub, replier),
+        DeliveryGroup(hub, replier),
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.services.accounts import AccountService, UserRef
+from core.services.delivery_prefs import DeliveryPrefsService
 from core.services.feedback import FeedbackService, OutcomeInfo
 from core.services.memos import MemoService
 from core.services.preview import PreviewService
@@ -19,6 +20,7 @@ from storage.database import Database
 
 __all__ = [
     "AccountService",
+    "DeliveryPrefsService",
     "FeedbackService",
     "HubServices",
     "MemoService",
@@ -40,6 +42,7 @@ class HubServices:
     signals: SignalService
     memos: MemoService
     preview: PreviewService
+    delivery: DeliveryPrefsService
 
     @classmethod
     def build(cls, db: Database, *, min_sample: int = DEFAULT_MIN_SAMPLE) -> HubServices:
@@ -50,4 +53,5 @@ class HubServices:
             signals=SignalService(db),
             memos=MemoService(db),
             preview=PreviewService(db, min_sample=min_sample),
+            delivery=DeliveryPrefsService(db),
         )

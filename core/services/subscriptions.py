@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from core.router import STREAM_PLATFORM
+from domain.delivery_prefs import DeliveryPrefs
 from domain.errors import InvalidInput, NotFound
 from domain.filters import SignalFilter
 from storage.database import Database
@@ -27,6 +28,7 @@ class SubscriptionInfo:
     filter: SignalFilter
     active: bool
     deactivated_reason: str | None
+    delivery: DeliveryPrefs = field(default_factory=DeliveryPrefs)
 
     @classmethod
     def of(cls, row: Subscription) -> SubscriptionInfo:
@@ -43,6 +45,7 @@ class SubscriptionInfo:
             flt,
             row.active,
             row.deactivated_reason,
+            DeliveryPrefs.stored(row.delivery),
         )
 
 

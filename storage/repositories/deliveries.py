@@ -6,9 +6,22 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -17,6 +30,10 @@ from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription, UT
 from storage.repositories._dialect import dialect_name
 
 _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
+#: Claimable: open, or held until a due time (a digest's rows).
+_DUE = (*_OPEN, DeliveryStatus.HELD.value)
+#: Held rows one digest takes at most; the rest follow in the next round.
+MAX_DIGEST_ROWS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +47,34 @@ class Claimed:
     active: bool
     #: The claim's owner token: only its holder can record the delivery's outcome.
     token: str = ""
+    #: Set once the row was held (quiet hours, digest, cap): it goes out in a digest.
+    held_reason: str | None = None
+    kind: str = "alert"
+    revision: int = 0
+    #: The platform message an edit row changes.
+    message_id: str | None = None
+    #: The subscription's delivery settings (domain.delivery_prefs), as stored.
+    prefs: dict[str, Any] | None = None
 
 
 _ENQUEUE_SQLITE = """
 INSERT INTO deliveries
-    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at)
-SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now
+    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at,
+     kind, revision)
+SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now, 'alert', 0
 FROM subscriptions AS s
 WHERE s.id IN (SELECT value FROM json_each(:ids))
-ON CONFLICT (signal_seq, subscription_id) DO NOTHING
+ON CONFLICT (signal_seq, subscription_id, revision) DO NOTHING
 """
 
 _ENQUEUE_POSTGRES = """
 INSERT INTO deliveries
-    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at)
-SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now
+    (signal_seq, subscription_id, platform, status, attempts, next_attempt_at, created_at,
+     kind, revision)
+SELECT :seq, s.id, s.platform, 'pending', 0, :now, :now, 'alert', 0
 FROM subscriptions AS s
 WHERE s.id = ANY(:ids)
-ON CONFLICT (signal_seq, subscription_id) DO NOTHING
+ON CONFLICT (signal_seq, subscription_id, revision) DO NOTHING
 """
 
 
@@ -100,33 +127,45 @@ async def claim_due(
     token = secrets.token_hex(16)
     d = Delivery.__table__  # type: ignore[attr-defined]
     s = Subscription.__table__  # type: ignore[attr-defined]
+    unclaimed = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
     due = (
         select(d.c.id)
         .where(
             d.c.platform == platform,
-            d.c.status.in_(_OPEN),
+            d.c.status.in_(_DUE),
             d.c.next_attempt_at <= now,
-            or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+            unclaimed,
         )
         .order_by(d.c.id)
         .limit(limit)
     )
     if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed_ids = (
-        (
-            await session.execute(
-                update(d)
-                .where(d.c.id.in_(due.scalar_subquery()))
-                .values(claimed_until=lease_until, claim_token=token)
-                .returning(d.c.id)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    claimed_ids = list(await _claim(due, lease_until, token, session=session))
     if not claimed_ids:
         return []
+    # A digest goes out whole: every due held row of a subscription that has one in
+    # this batch joins it (the batch limit could otherwise split a digest in two).
+    digest_subs = (
+        select(d.c.subscription_id)
+        .where(d.c.id.in_(claimed_ids), d.c.held_reason.is_not(None))
+        .distinct()
+    )
+    rest = (
+        select(d.c.id)
+        .where(
+            d.c.subscription_id.in_(digest_subs.scalar_subquery()),
+            d.c.held_reason.is_not(None),
+            d.c.status.in_(_DUE),
+            d.c.next_attempt_at <= now,
+            unclaimed,
+        )
+        .order_by(d.c.id)
+        .limit(MAX_DIGEST_ROWS)
+    )
+    if dialect_name(session) == "postgresql":
+        rest = rest.with_for_update(skip_locked=True)
+    claimed_ids += await _claim(rest, lease_until, token, session=session)
     rows = await session.execute(
         select(
             d.c.id,
@@ -136,14 +175,35 @@ async def claim_due(
             d.c.created_at,
             s.c.destination,
             s.c.active,
+            d.c.held_reason,
+            d.c.kind,
+            d.c.revision,
+            d.c.message_id,
+            s.c.delivery,
         )
         .join(s, s.c.id == d.c.subscription_id)
         .where(d.c.id.in_(claimed_ids))
         .order_by(d.c.id)
     )
     return [
-        Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token) for r in rows.all()
+        Claimed(
+            r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token, r[7], r[8], r[9], r[10], r[11]
+        )
+        for r in rows.all()
     ]
+
+
+async def _claim(
+    ids: Any, lease_until: datetime, token: str, *, session: AsyncSession
+) -> Sequence[int]:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(d)
+        .where(d.c.id.in_(ids.scalar_subquery()))
+        .values(claimed_until=lease_until, claim_token=token)
+        .returning(d.c.id)
+    )
+    return [int(i) for i in result.scalars().all()]
 
 
 def _owned(delivery_id: int, token: str) -> ColumnElement[bool]:
@@ -159,6 +219,7 @@ async def finish(
     now: datetime,
     error: str | None = None,
     attempts_delta: int = 1,
+    message_id: str | None = None,
 ) -> bool:
     """Record a final outcome under the claim ``token``. False (and nothing
     changed) when the claim was lost to another worker."""
@@ -171,6 +232,8 @@ async def finish(
     }
     if status is DeliveryStatus.SENT:
         values["sent_at"] = now
+        if message_id is not None:
+            values["message_id"] = message_id[:64]
     result = await session.execute(
         update(Delivery).where(_owned(delivery_id, token)).values(**values)
     )
@@ -205,12 +268,14 @@ async def reschedule(
 
 async def expire_older_than(cutoff: datetime, now: datetime, *, session: AsyncSession) -> int:
     """Expire open deliveries created before ``cutoff`` that nobody is sending
-    (a live claim is left to its owner, which checks the TTL itself)."""
+    (a live claim is left to its owner, which checks the TTL itself). Rows held
+    for a digest have the digest's own TTL, applied when it is sent."""
     d = Delivery.__table__  # type: ignore[attr-defined]
     result = await session.execute(
         update(d)
         .where(
             d.c.status.in_(_OPEN),
+            d.c.held_reason.is_(None),
             d.c.created_at < cutoff,
             or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
         )
@@ -230,7 +295,7 @@ async def kill_open_for_subscription(
     d = Delivery.__table__  # type: ignore[attr-defined]
     result = await session.execute(
         update(d)
-        .where(d.c.subscription_id == subscription_id, d.c.status.in_(_OPEN))
+        .where(d.c.subscription_id == subscription_id, d.c.status.in_(_DUE))
         .values(
             status=DeliveryStatus.DEAD.value,
             claimed_until=None,
@@ -244,3 +309,103 @@ async def kill_open_for_subscription(
 async def signals_by_seq(seqs: Sequence[int], *, session: AsyncSession) -> dict[int, SignalRow]:
     rows = await session.execute(select(SignalRow).where(col(SignalRow.seq).in_(seqs)))
     return {r.seq: r for r in rows.scalars().all() if r.seq is not None}
+
+
+# ---- held rows and digests ------------------------------------------------------
+async def hold(
+    delivery_id: int,
+    token: str,
+    until: datetime,
+    reason: str,
+    *,
+    session: AsyncSession,
+) -> bool:
+    """Hold a claimed delivery until ``until`` for a digest (quiet hours, digest
+    period, cap); not an attempt. False when the claim was lost."""
+    result = await session.execute(
+        update(Delivery)
+        .where(_owned(delivery_id, token))
+        .values(
+            status=DeliveryStatus.HELD.value,
+            next_attempt_at=until,
+            held_reason=reason[:8],
+            claimed_until=None,
+            claim_token=None,
+            last_error=None,
+        )
+    )
+    return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+async def release_held(subscription_id: int, now: datetime, *, session: AsyncSession) -> int:
+    """Make a subscription's held rows due now (its settings changed: plan again)."""
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(d)
+        .where(
+            d.c.subscription_id == subscription_id,
+            d.c.status == DeliveryStatus.HELD.value,
+            d.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+async def finish_batch(
+    claims: Sequence[tuple[int, str]],
+    batch_id: str,
+    *,
+    now: datetime,
+    message_id: str | None,
+    session: AsyncSession,
+) -> int:
+    """Mark the rows of one digest part sent, under their claim tokens; returns
+    how many were still owned."""
+    kept = 0
+    for delivery_id, token in claims:
+        result = await session.execute(
+            update(Delivery)
+            .where(_owned(delivery_id, token))
+            .values(
+                status=DeliveryStatus.SENT.value,
+                sent_at=now,
+                batch_id=batch_id,
+                message_id=message_id,
+                claimed_until=None,
+                claim_token=None,
+                attempts=col(Delivery.attempts) + 1,
+                last_error=None,
+            )
+        )
+        kept += result.rowcount or 0  # type: ignore[attr-defined]
+    return kept
+
+
+async def recent_sends(
+    subscription_ids: Sequence[int], since: datetime, *, session: AsyncSession
+) -> dict[int, list[datetime]]:
+    """When each subscription's messages went out after ``since``: one time per
+    alert, and one per digest part (its rows share a batch id)."""
+    if not subscription_ids:
+        return {}
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    message = func.coalesce(d.c.batch_id, cast(d.c.id, String))
+    rows = await session.execute(
+        select(d.c.subscription_id, func.min(d.c.sent_at))
+        .where(
+            d.c.subscription_id.in_(list(subscription_ids)),
+            d.c.status == DeliveryStatus.SENT.value,
+            d.c.kind == "alert",
+            d.c.sent_at > since,
+        )
+        .group_by(d.c.subscription_id, message)
+    )
+    out: dict[int, list[datetime]] = {}
+    for sub_id, sent_at in rows.all():
+        if isinstance(sent_at, str):  # SQLite returns min() of a datetime column as text
+            sent_at = datetime.fromisoformat(sent_at)
+        if sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=UTC)
+        out.setdefault(sub_id, []).append(sent_at)
+    return out

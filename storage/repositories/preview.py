@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import Join
 from sqlmodel import col
 
 from domain.filters import SignalFilter
@@ -86,13 +90,48 @@ async def matched_counts(
     return total, dict(catalysts), dict(tickers)
 
 
+class OuterFirstJoin(Join):
+    """An inner JOIN whose left side is the outer loop: ``CROSS JOIN ... ON`` on
+    SQLite, where that keyword is documented to pin the nesting order; a plain
+    ``JOIN`` everywhere else (PostgreSQL keeps statistics and plans it itself)."""
+
+    inherit_cache = True
+
+
+@compiles(OuterFirstJoin, "sqlite")
+def _sqlite_cross_join(join: OuterFirstJoin, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy's own rendering ("left JOIN right ON ..."), with the keyword
+    # swapped: the first " JOIN " follows the left side, which is a bare table.
+    plain: str = compiler.visit_join(join, **kw)  # type: ignore[no-untyped-call]
+    return plain.replace(" JOIN ", " CROSS JOIN ", 1)
+
+
+def outcomes_statement(conditions: list[ColumnElement[bool]]) -> Select[str, float | None]:
+    """The outcomes on matched signals, read from ``trade_outcomes`` outwards.
+
+    Without statistics (no ANALYZE, as a hub's database usually is) SQLite would
+    rather start from the signals side through ``ix_signals_timestamp``: a window
+    range it guesses at a quarter of the table, then a table lookup per signal in
+    the window to test the sector and rvol, ~75,000 of them at 100,000 signals
+    (0.1-0.5 s). Outcomes are reported by hand, far fewer than signals: scanning
+    them and fetching each one's signal by primary key (seq is the rowid) costs
+    the same whatever the filter and the statistics (~10 ms for 5,000 outcomes;
+    it grows with the outcomes table, not the signals). The pinned order is what
+    SQLite picks by itself once ANALYZE has run.
+    """
+    outcomes = inspect(TradeOutcome).local_table
+    signals = inspect(SignalRow).local_table
+    joined = OuterFirstJoin(outcomes, signals, col(SignalRow.seq) == col(TradeOutcome.signal_seq))
+    return (
+        select(col(TradeOutcome.outcome), col(TradeOutcome.return_pct))
+        .select_from(joined)
+        .where(and_(*conditions))
+    )
+
+
 async def matched_outcomes(
     conditions: list[ColumnElement[bool]], *, session: AsyncSession
 ) -> list[tuple[str, float | None]]:
     """(outcome, return_pct) of every reported outcome on a matched signal."""
-    stmt = (
-        select(col(TradeOutcome.outcome), col(TradeOutcome.return_pct))
-        .join(SignalRow, col(SignalRow.seq) == col(TradeOutcome.signal_seq))
-        .where(and_(*conditions))
-    )
+    stmt = outcomes_statement(conditions)
     return [(o, r) for o, r in (await session.execute(stmt)).all()]

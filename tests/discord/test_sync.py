@@ -14,7 +14,17 @@ from tests.discord.conftest import BotFactory
 from tests.discord.fake_discord import TOKEN, FakeDiscord
 from tests.discord.helpers import signal_data
 
-EXPECTED = {"subscribe", "unsubscribe", "filters", "feedback", "stats", "recent", "link", "help"}
+EXPECTED = {
+    "subscribe",
+    "unsubscribe",
+    "filters",
+    "delivery",
+    "feedback",
+    "stats",
+    "recent",
+    "link",
+    "help",
+}
 
 
 def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

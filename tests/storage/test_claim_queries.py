@@ -226,8 +226,12 @@ async def test_a_claim_returns_what_the_sender_needs(any_ctx: HubContext) -> Non
     got = await _claim(any_ctx, T0)
     token = got[0].token
     assert got == [
-        repo.Claimed(id_a, a, seq, 0, T0 - timedelta(minutes=5), "dest-a", True, token),
-        repo.Claimed(id_b, b, seq, 3, T0 - timedelta(minutes=5), "dest-b", False, token),
+        repo.Claimed(
+            id_a, a, seq, 0, T0 - timedelta(minutes=5), "dest-a", True, token, prefs={}
+        ),
+        repo.Claimed(
+            id_b, b, seq, 3, T0 - timedelta(minutes=5), "dest-b", False, token, prefs={}
+        ),
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, text
 from sqlmodel import col
 
 from core.context import HubContext
@@ -74,10 +74,27 @@ async def test_sql_conditions_equal_the_matcher(any_ctx: HubContext) -> None:
     rng = random.Random(11)
     async with any_ctx.db.transaction() as session:
         session.add_all(_rows(rng, 400))
+        users = [User(name=f"trader-{i}") for i in range(3)]
+        session.add_all(users)
+        await session.flush()
+        seqs = list((await session.execute(select(col(SignalRow.seq)))).scalars())
+        for user in users:  # outcomes on some signals, by one to three users
+            for seq in rng.sample(seqs, 120):
+                outcome = rng.choice(["win", "loss", "breakeven", "skipped"])
+                ret = rng.choice([None, -3.5, 0.0, 12.25])
+                session.add(
+                    TradeOutcome(user_id=user.id, signal_seq=seq, outcome=outcome, return_pct=ret)
+                )
     since = NOW - timedelta(days=30)
     async with any_ctx.db.session() as session:
         stored = [to_signal(r) for r in (await session.execute(select(SignalRow))).scalars()]
         in_window = [s for s in stored if s.timestamp >= since]
+        reported: dict[str, list[tuple[str, float | None]]] = {}
+        outcome_rows = select(
+            col(SignalRow.signal_id), col(TradeOutcome.outcome), col(TradeOutcome.return_pct)
+        ).join(TradeOutcome, col(TradeOutcome.signal_seq) == col(SignalRow.seq))
+        for signal_id, outcome, ret in (await session.execute(outcome_rows)).all():
+            reported.setdefault(signal_id, []).append((outcome, ret))
         for _ in range(150):
             flt = _random_filter(rng)
             conditions = await preview_repo.filter_conditions(flt, since, session=session)
@@ -88,6 +105,45 @@ async def test_sql_conditions_equal_the_matcher(any_ctx: HubContext) -> None:
             )
             expected = {s.signal_id for s in in_window if flt.matches(s)}
             assert found == expected, flt.to_text()
+            # The outcomes query (its join order pinned on SQLite) reads the same signals.
+            outcomes = await preview_repo.matched_outcomes(conditions, session=session)
+            wanted = [o for signal_id in expected for o in reported.get(signal_id, [])]
+            assert sorted(outcomes, key=repr) == sorted(wanted, key=repr), flt.to_text()
+
+
+async def test_outcomes_join_is_driven_from_trade_outcomes_on_sqlite(ctx: HubContext) -> None:
+    """Without statistics (no ANALYZE) SQLite drove the outcomes join from
+    ix_signals_timestamp: a table lookup per signal in the window to test sector
+    and rvol, 0.2-0.5 s at 100,000 signals for ``sectors=... min_rvol=2`` (see
+    bench/preview.py). The outcomes table must be the outer loop, each signal
+    fetched by its primary key, whatever the filter."""
+    async with ctx.db.transaction() as session:
+        session.add_all(_rows(random.Random(5), 40))
+    since = NOW - timedelta(days=30)
+    async with ctx.db.session() as session:
+        has_stats = await session.execute(
+            text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+        )
+        assert has_stats.scalar_one() == 0  # the planner works from its defaults
+        for filter_text in (
+            "sectors=Healthcare,Technology min_rvol=2",
+            "",
+            "catalyst_types=FDA min_confidence=0.8",
+            "tickers=AAPL,TSLA max_price=20",
+        ):
+            flt = SignalFilter.from_text(filter_text)
+            conditions = await preview_repo.filter_conditions(flt, since, session=session)
+            stmt = preview_repo.outcomes_statement(conditions).compile(
+                dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
+            )
+            plan = [
+                row[-1] for row in (await session.execute(text(f"EXPLAIN QUERY PLAN {stmt}"))).all()
+            ]
+            assert plan[0].startswith("SCAN trade_outcomes"), (filter_text, plan)
+            assert plan[1].startswith("SEARCH signals USING INTEGER PRIMARY KEY"), (
+                filter_text,
+                plan,
+            )
 
 
 async def test_preview_counts_tops_and_outcomes(ctx: HubContext) -> None:
