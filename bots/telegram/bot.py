@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import timedelta
 from typing import Any
 
 from telegram import Update
@@ -75,7 +76,10 @@ class TelegramBot:
             self._redact(False)
         self.handlers = TelegramHandlers(ctx, settings)
         self.handlers.install(self.application)
-        self.channel = TelegramChannel(self.application.bot)
+        self.channel = TelegramChannel(
+            self.application.bot,
+            digest_ttl=timedelta(seconds=ctx.settings.dispatcher.digest_ttl_seconds),
+        )
         self._started = False
 
     def _redact(self, on: bool) -> None:

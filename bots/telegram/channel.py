@@ -1,4 +1,5 @@
-"""The Telegram delivery channel: one ``sendMessage`` per alert, failures classified.
+"""The Telegram delivery channel: one ``sendMessage`` per alert (or digest part),
+failures classified. Both return Telegram's message id.
 
 Limits (Telegram's published ceilings): 30 messages/s per bot, 1 message/s per
 chat and, for groups and channels (negative chat ids), 20 messages/min. The
@@ -17,7 +18,7 @@ window, the bot as a whole is flooded and the 429 blocks the global scope instea
 
 Errors: 403 -> DestinationGone; ``migrate_to_chat_id`` -> DestinationMoved;
 400 "chat not found" (and lost rights) -> DestinationGone; any other 400 -> the
-alert is sent once more as plain text, then PermanentError; network errors,
+alert (or digest part) is sent once more as plain text, then PermanentError; network errors,
 timeouts and 5xx -> TransientError.
 """
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import ClassVar
 
-from telegram import Bot
+from telegram import Bot, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -42,12 +43,14 @@ from telegram.error import (
     TelegramError,
 )
 
+from bots.telegram.digest import render_digest, render_digest_plain, split_digest
 from bots.telegram.render import feedback_keyboard, render_alert, render_plain
 from core.channels import (
     Alert,
     Channel,
     DestinationGone,
     DestinationMoved,
+    Digest,
     PermanentError,
     RateLimit,
     RetryLater,
@@ -104,9 +107,18 @@ class FloodTracker:
 class TelegramChannel(Channel):
     platform: ClassVar[str] = "telegram"
 
-    def __init__(self, bot: Bot, *, flood: FloodTracker | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        *,
+        flood: FloodTracker | None = None,
+        digest_ttl: timedelta | None = None,
+    ) -> None:
         self._bot = bot
         self._flood = flood or FloodTracker()
+        #: How old a held alert may be before a digest leaves it out (named in the
+        #: digest's "left out" line); None when the owner does not say.
+        self._digest_ttl = digest_ttl
 
     @staticmethod
     def is_group(destination: str) -> bool:
@@ -127,38 +139,73 @@ class TelegramChannel(Channel):
         except ValueError:
             return destination  # "@channelusername"
 
-    async def send(self, alert: Alert) -> None:
-        chat_id = self._chat_id(alert.destination)
-        keyboard = feedback_keyboard(alert.signal.seq)
+    async def send(self, alert: Alert) -> str:
+        """The alert with its feedback keyboard; returns Telegram's message id."""
+        return await self._send(
+            alert.destination,
+            render_alert(alert.signal, alert.hint),
+            render_plain(alert.signal, alert.hint),
+            keyboard=feedback_keyboard(alert.signal.seq),
+            what=f"delivery {alert.delivery_id}",
+        )
+
+    def digest_parts(self, digest: Digest) -> list[Digest]:
+        return split_digest(digest, self._digest_ttl)
+
+    async def send_digest(self, digest: Digest) -> str:
+        """One digest part, without a keyboard; returns Telegram's message id."""
+        return await self._send(
+            digest.destination,
+            render_digest(digest, self._digest_ttl),
+            render_digest_plain(digest, self._digest_ttl),
+            keyboard=None,
+            what=f"a digest part for subscription {digest.subscription_id}",
+            quiet_links=True,
+        )
+
+    async def _send(
+        self,
+        destination: str,
+        markup: str,
+        plain: str,
+        *,
+        keyboard: InlineKeyboardMarkup | None,
+        what: str,
+        quiet_links: bool = False,
+    ) -> str:
+        """Send HTML, or once more as plain text when Telegram rejects the HTML."""
+        chat_id = self._chat_id(destination)
         try:
-            await self._bot.send_message(
+            message = await self._bot.send_message(
                 chat_id,
-                render_alert(alert.signal, alert.hint),
+                markup,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,
                 disable_web_page_preview=True,
             )
-            return
+            return str(message.message_id)
         except BadRequest as exc:
             if self._gone(exc):
                 raise DestinationGone(f"telegram: {exc.message}") from None
             log.warning(
-                "telegram rejected the HTML of delivery %d (%s); sending plain text",
-                alert.delivery_id,
-                exc.message,
+                "telegram rejected the HTML of %s (%s); sending plain text", what, exc.message
             )
         except TelegramError as exc:
-            raise self._classify(alert.destination, exc) from None
+            raise self._classify(destination, exc) from None
         try:  # once, as plain text: a broken entity never loses a message
-            await self._bot.send_message(
-                chat_id, render_plain(alert.signal, alert.hint), reply_markup=keyboard
+            message = await self._bot.send_message(
+                chat_id,
+                plain,
+                reply_markup=keyboard,
+                disable_web_page_preview=True if quiet_links else None,
             )
         except BadRequest as exc:
             if self._gone(exc):
                 raise DestinationGone(f"telegram: {exc.message}") from None
             raise PermanentError(f"telegram rejected the message: {exc.message}") from None
         except TelegramError as exc:
-            raise self._classify(alert.destination, exc) from None
+            raise self._classify(destination, exc) from None
+        return str(message.message_id)
 
     @staticmethod
     def _gone(exc: BadRequest) -> bool:

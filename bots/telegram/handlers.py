@@ -1,10 +1,11 @@
 """Telegram commands: thin calls into the core services.
 
 Private chats, groups and channels all work. In groups only administrators (or
-the configured ``admin_user_ids``) may subscribe, unsubscribe or change filters;
-anyone may read them. ``CommandHandler`` ignores ``/cmd@otherbot`` because the
-bot knows its own username from ``getMe``; channel posts (which CommandHandler
-does not see) go through :meth:`TelegramHandlers.channel_command`, which applies
+the configured ``admin_user_ids``) may subscribe, unsubscribe or change filters
+and delivery settings (/quiet, /digest, /max: bots/telegram/delivery_commands.py);
+anyone may read them. ``CommandHandler`` ignores ``/cmd@otherbot`` because the bot
+knows its own username from ``getMe``; channel posts (which CommandHandler does not
+see) go through :meth:`TelegramHandlers.channel_command`, which applies
 the same rule.
 """
 
@@ -28,6 +29,7 @@ from telegram.ext import (
 
 from bots.telegram import texts
 from bots.telegram.buttons import FeedbackButtons
+from bots.telegram.delivery_commands import DeliveryCommands, destination
 from core.context import HubContext
 from core.services import UserRef
 from core.settings import TelegramSettings
@@ -56,6 +58,7 @@ class TelegramHandlers:
         self._ctx = ctx
         self._settings = settings
         self._buttons = FeedbackButtons(ctx)
+        self._delivery = DeliveryCommands(ctx, self._may_manage)
         self._commands: dict[str, Command] = {
             "start": self.start,
             "help": self.help,
@@ -64,6 +67,7 @@ class TelegramHandlers:
             "filters": self.show_filters,
             "set": self.set,
             "reset": self.reset,
+            **self._delivery.commands(),
             "feedback": self.feedback,
             "stats": self.stats,
             "recent": self.recent,
@@ -139,11 +143,7 @@ class TelegramHandlers:
         account = user.id if user is not None else (chat.id if chat is not None else 0)
         return await self._ctx.services.accounts.resolve(PLATFORM, account)
 
-    @staticmethod
-    def _destination(update: Update) -> str:
-        chat = update.effective_chat
-        assert chat is not None
-        return str(chat.id)
+    _destination = staticmethod(destination)
 
     async def _may_manage(self, update: Update) -> bool:
         chat = update.effective_chat

@@ -52,11 +52,11 @@ def _cut_plain(text: str, budget: int) -> str:
     return "".join(out).rstrip() + ELLIPSIS
 
 
-def _cut_escaped(raw: str, budget: int) -> str:
-    """The longest escaped prefix of ``raw`` (plus an ellipsis) within ``budget``."""
-    escaped = _esc(raw)
-    if utf16_len(escaped) <= budget:
-        return escaped
+def _cut_raw(raw: str, budget: int) -> str:
+    """The longest prefix of ``raw`` (plus an ellipsis) whose escaped form fits
+    ``budget``; ``raw`` itself when it fits. The plain-text fallback shows the same cut."""
+    if utf16_len(_esc(raw)) <= budget:
+        return raw
     low, high = 0, len(raw)
     while low < high:  # largest n with escape(raw[:n]) + ellipsis fitting
         mid = (low + high + 1) // 2
@@ -64,11 +64,21 @@ def _cut_escaped(raw: str, budget: int) -> str:
             low = mid
         else:
             high = mid - 1
-    return _esc(raw[:low].rstrip()) + ELLIPSIS
+    return raw[:low].rstrip() + ELLIPSIS
+
+
+def _cut_escaped(raw: str, budget: int) -> str:
+    """The longest escaped prefix of ``raw`` (plus an ellipsis) within ``budget``."""
+    return _esc(_cut_raw(raw, budget))
 
 
 def _is_web_url(url: str | None) -> bool:
     return bool(url) and str(url).lower().startswith(("http://", "https://"))
+
+
+def price_text(price: float) -> str:
+    """``$12.50``; a penny stock keeps four significant digits (``$0.0123``)."""
+    return f"${price:,.4g}" if price < 1 else f"${price:,.2f}"
 
 
 def _details(signal: Signal, *, markup: bool) -> tuple[list[str], list[str]]:
@@ -89,9 +99,7 @@ def _details(signal: Signal, *, markup: bool) -> tuple[list[str], list[str]]:
     ]
     facts = []
     if signal.price is not None:
-        facts.append(
-            f"Price ${signal.price:,.4g}" if signal.price < 1 else f"Price ${signal.price:,.2f}"
-        )
+        facts.append(f"Price {price_text(signal.price)}")
     if signal.rvol is not None:
         facts.append(f"RVOL {signal.rvol:.1f}x")
     if signal.sector:

@@ -9,6 +9,7 @@ from telegram import BotCommand
 
 from bots.telegram.render import MAX_TEXT, clip_html
 from core.services import UserStats
+from domain.delivery_prefs import DeliveryPrefs
 from domain.filters import FIELD_HELP, SignalFilter
 from domain.preview import FilterPreview
 from domain.signals import Signal
@@ -22,6 +23,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("filters", "Show this chat's filters", "/filters"),
     ("set", "Set or clear one filter field", "/set min_confidence 0.7"),
     ("reset", "Restore the default filters", "/reset"),
+    ("delivery", "Show quiet hours, digest and cap", "/delivery"),
+    ("quiet", "Hold alerts during quiet hours", "/quiet 22:00-07:00 America/New_York"),
+    ("digest", "Bundle alerts into a digest", "/digest 15m"),
+    ("max", "Cap how many messages arrive", "/max 10/h"),
     ("feedback", "Record a trade outcome", "/feedback SIGNAL_ID win 12.5"),
     ("stats", "Your win rate and average return", "/stats"),
     ("recent", "Last signals matching this chat's filters", "/recent 5"),
@@ -57,7 +62,10 @@ def help_text() -> str:
     for field, text in FIELD_HELP.items():
         lines.append(f"<code>{field}</code>: {esc(text)}")
     lines.append("")
-    lines.append("In groups only administrators may subscribe or change filters.")
+    lines.append(
+        "Alerts held by /quiet, /digest or /max arrive together as one digest. "
+        "In groups only administrators may subscribe or change filters and delivery."
+    )
     return "\n".join(lines)
 
 
@@ -75,7 +83,9 @@ FEEDBACK_USAGE = (
     "[return_pct]</code>, e.g. <code>/feedback abc123 win 12.5</code>"
 )
 RECENT_USAGE = "Usage: <code>/recent [n]</code> with n from 1 to {max}, e.g. <code>/recent 5</code>"
-ADMINS_ONLY = "Only this group's administrators can do that. Anyone can use /filters and /recent."
+ADMINS_ONLY = (
+    "Only this group's administrators can do that. Anyone can use /filters, /delivery and /recent."
+)
 
 
 def filter_text(flt: SignalFilter) -> str:
@@ -124,3 +134,38 @@ def preview_text(preview: FilterPreview, flt: SignalFilter, *, given: bool) -> s
     if not given:
         lines.append("Try another: <code>/preview catalyst_types=FDA min_confidence=0.8 7d</code>")
     return "\n".join(lines)
+
+
+#: Usage of the delivery commands, by command: shown when the value is missing.
+DELIVERY_USAGE = {
+    "quiet": (
+        "Usage: <code>/quiet &lt;from&gt;-&lt;to&gt; [time zone]</code>, e.g. "
+        "<code>/quiet 22:00-07:00 America/New_York</code> (the zone defaults to UTC). "
+        "Alerts that match meanwhile arrive as one digest when quiet hours end. "
+        "<code>/quiet off</code> turns them off."
+    ),
+    "digest": (
+        "Usage: <code>/digest &lt;period&gt;</code> from 5m to 24h, e.g. "
+        "<code>/digest 15m</code>: alerts arrive together once per period. "
+        "<code>/digest off</code> sends each alert at once."
+    ),
+    "max": (
+        "Usage: <code>/max &lt;count&gt;/&lt;period&gt;</code>, e.g. <code>/max 10/h</code> "
+        "or <code>/max 50/d</code>: past the cap, alerts wait and arrive as one digest. "
+        "<code>/max off</code> removes the cap."
+    ),
+}
+_DELIVERY_NAMES = {"quiet": "Quiet hours", "digest": "Digest", "max": "Cap"}
+
+
+def delivery_text(prefs: DeliveryPrefs) -> str:
+    lines = prefs.lines()
+    if not lines:
+        return "Delivery: every alert goes out at once."
+    return "Delivery:\n" + "\n".join(f"• <code>{esc(line)}</code>" for line in lines)
+
+
+def delivery_changed(name: str, value: str, prefs: DeliveryPrefs) -> str:
+    off = value.strip().lower() in ("off", "none")
+    action = "off" if off else "set"
+    return f"✅ {_DELIVERY_NAMES.get(name, esc(name))} {action}.\n" + delivery_text(prefs)

@@ -9,7 +9,9 @@ returns, and read what the bot did from :attr:`FakeBotApi.sent`,
 Errors can be scripted per method and chat (:meth:`FakeBotApi.fail`), and
 ``enforce_limits=True`` makes ``sendMessage`` apply Telegram's flood limits
 (30/s per bot, 1/s per chat, 20/min per group) and answer 429 with
-``retry_after`` when a send exceeds them.
+``retry_after`` when a send exceeds them. Like Telegram, ``sendMessage`` refuses
+a text longer than 4096 UTF-16 units once its HTML is parsed
+(:attr:`SentMessage.visible`).
 
 Like Telegram, only one ``getUpdates`` may poll at a time: one that arrives
 while another is still long-polling ends the earlier one with 409 Conflict
@@ -28,6 +30,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +38,8 @@ from aiohttp import web
 from tests.aiohttp_server import serve
 
 BOT_ID = 777000111
+#: Telegram's limit on a message's text after entity parsing, in UTF-16 code units.
+MAX_MESSAGE = 4096
 BOT_USERNAME = "catalyst_test_bot"
 
 
@@ -58,6 +63,11 @@ class SentMessage:
     reply_markup: dict[str, Any] | None
     at: float
     params: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def visible(self) -> str:
+        """The text as a chat shows it: HTML entities parsed (tags gone, escapes undone)."""
+        return visible_text(self.text, self.parse_mode)
 
     def buttons(self) -> list[tuple[str, str]]:
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
@@ -387,8 +397,11 @@ class FakeBotApi:
                 self.rate_limited += 1
                 return too_many_requests(max(1, math.ceil(wait)))
             self._windows.record(keys, now)
-        if params.get("parse_mode") == "HTML" and _broken_html(str(params["text"])):
+        text = str(params["text"])
+        if params.get("parse_mode") == "HTML" and _broken_html(text):
             return bad_request("can't parse entities: unsupported start tag")
+        if _utf16_len(visible_text(text, params.get("parse_mode"))) > MAX_MESSAGE:
+            return bad_request("message is too long")
         message = SentMessage(
             message_id=self.new_message_id(),
             chat_id=chat_id,
@@ -521,6 +534,30 @@ _ALLOWED_TAGS = {
     "span",
     "blockquote",
 }
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    """What Telegram shows of ``text``: with ``parse_mode=HTML`` the tags go and the
+    entities (``&amp;``, ``&lt;``...) become characters; otherwise ``text`` as is."""
+    if parse_mode != "HTML":
+        return text
+    parser = _VisibleText()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _broken_html(text: str) -> bool:
