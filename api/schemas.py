@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.filters import SignalFilter
 from domain.outcomes import GroupStats, OutcomeStats, UserStats
 from domain.preview import FilterPreview
-from domain.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalType
+from domain.signals import METADATA_MAX_BYTES, METADATA_MAX_DEPTH, SignalStatus, SignalType
 
 
 class ErrorResponse(BaseModel):
@@ -47,6 +47,13 @@ class SignalOut(BaseModel):
     url: str | None = None
     timestamp: datetime
     metadata: dict[str, Any] = Field(default_factory=dict)
+    status: SignalStatus = Field(
+        default=SignalStatus.ACTIVE,
+        description="`retracted` once the producer withdrew the signal.",
+    )
+    revision: int = Field(
+        default=0, description="0 as first published; one more per correction or retraction."
+    )
     seq: int | None = Field(default=None, description="Hub-assigned replay cursor.")
 
 
@@ -64,14 +71,26 @@ class IngestReceipt(BaseModel):
 class SignalIn(BaseModel):
     """A producer's signal. Only ``ticker`` and ``confidence`` are required; a
     ``signal_id`` makes publishing idempotent (one is generated when absent).
+    Publishing a known ``signal_id`` again with other fields corrects it (only the
+    fields given change), and with ``"status": "retracted"`` withdraws it.
     Text may not contain NUL or lone surrogates; numbers must be finite."""
 
     model_config = ConfigDict(extra="forbid")
 
     signal_id: str | None = Field(default=None, max_length=128, examples=["fda-abcd-20260102"])
-    ticker: str = Field(max_length=32, examples=["ABCD"])
+    ticker: str | None = Field(
+        default=None,
+        max_length=32,
+        examples=["ABCD"],
+        description="Required for a new signal; a correction or retraction may leave it out.",
+    )
     signal_type: str | None = Field(default=None, examples=["BUY"])
-    confidence: float = Field(allow_inf_nan=False, examples=[0.85])
+    confidence: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        examples=[0.85],
+        description="Required for a new signal; a correction or retraction may leave it out.",
+    )
     catalyst_type: str | None = Field(default=None, examples=["FDA"])
     source: str | None = Field(default=None, examples=["SEC_8K"])
     price: float | None = Field(default=None, allow_inf_nan=False)
@@ -89,6 +108,13 @@ class SignalIn(BaseModel):
             f"{METADATA_MAX_DEPTH} levels of nesting (the object itself is level 1); "
             "numbers must be finite."
         ),
+    )
+    status: str | None = Field(
+        default=None,
+        description="Publish a known `signal_id` again with `retracted` to withdraw it "
+        "(delivered messages are marked, undelivered ones dropped), or with corrected "
+        "fields to correct it (delivered messages are edited).",
+        examples=["retracted"],
     )
 
 

@@ -86,6 +86,23 @@ class Digest:
         return age_text((self.now - item.matched_at).total_seconds())
 
 
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Change a message already delivered, because its signal was corrected or
+    retracted (``signal.status``, ``signal.revision``).
+
+    ``digest`` is set when the message was a digest part: the part again, from its
+    items' current state (a retracted item shows as retracted), with ``now`` the
+    time it was first sent, so the ages read as they did."""
+
+    delivery_id: int
+    subscription_id: int
+    destination: str
+    message_id: str
+    signal: Signal
+    digest: Digest | None = None
+
+
 class DeliveryError(Exception):
     """Base class for classified send failures."""
 
@@ -151,6 +168,12 @@ class Channel(ABC):
         """Deliver one digest part once, or raise a :class:`DeliveryError` subclass.
         Returns the platform's message id, if it has one."""
         raise PermanentError(f"{self.platform} does not send digests")
+
+    async def edit(self, edit: Edit) -> None:
+        """Edit a delivered message in place once, or raise a :class:`DeliveryError`
+        subclass. A message that is already as asked counts as done; one that no
+        longer exists is a :class:`PermanentError`."""
+        raise PermanentError(f"{self.platform} cannot edit messages")
 
 
 class ConsoleChannel(Channel):

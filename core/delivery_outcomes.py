@@ -91,16 +91,26 @@ class DeliveryOutcomes:
         if self._metrics is not None:
             self._metrics.deliveries.labels(channel=self.platform, state=state).inc()
 
-    async def _finish(self, item: Claimed, status: DeliveryStatus, error: str | None) -> None:
+    async def _finish(
+        self,
+        item: Claimed,
+        status: DeliveryStatus,
+        error: str | None,
+        *,
+        message_id: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        counted = status not in (DeliveryStatus.EXPIRED, DeliveryStatus.CANCELED)
         async with self._db.transaction() as session:
             kept = await deliveries_repo.finish(
                 item.delivery_id,
                 item.token,
                 status,
                 session=session,
-                now=self._clock(),
+                now=now or self._clock(),
                 error=error,
-                attempts_delta=0 if status is DeliveryStatus.EXPIRED else 1,
+                attempts_delta=1 if counted else 0,
+                message_id=message_id,
             )
         if not kept:
             self.lost(item)
@@ -159,17 +169,7 @@ class DeliveryOutcomes:
 
     async def sent(self, item: Claimed, message_id: str | None = None) -> None:
         sent_at = self._clock()
-        async with self._db.transaction() as session:
-            kept = await deliveries_repo.finish(
-                item.delivery_id,
-                item.token,
-                DeliveryStatus.SENT,
-                session=session,
-                now=sent_at,
-                message_id=message_id,
-            )
-        if not kept:
-            self.lost(item)
+        await self._finish(item, DeliveryStatus.SENT, None, message_id=message_id, now=sent_at)
         self._count("sent")
         if self._metrics is not None:
             self._metrics.delivery_latency.labels(channel=self.platform).observe(
@@ -215,6 +215,12 @@ class DeliveryOutcomes:
     async def inactive(self, item: Claimed) -> None:
         await self._finish(item, DeliveryStatus.DEAD, "subscription inactive")
         self._count("dead")
+
+    async def canceled(self, item: Claimed, reason: str) -> None:
+        """Not to be sent after all (its signal was retracted; an edit with nothing to
+        edit); not an attempt."""
+        await self._finish(item, DeliveryStatus.CANCELED, reason)
+        self._count("canceled")
 
     async def expired(self, item: Claimed) -> None:
         await self._finish(item, DeliveryStatus.EXPIRED, "expired: older than TTL")

@@ -38,18 +38,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.channels import Alert, Channel, DestinationMoved, Digest, DigestItem
+from core.channels import Alert, Channel, DestinationMoved, Digest, DigestItem, Edit
 from core.delivery_outcomes import DeliveryOutcomes, Jitter
 from core.metrics import Metrics
 from core.ratelimit import Clock as Monotonic
 from core.ratelimit import ScopedLimiter, Timer, UsesLimiter, loop_timer
 from core.settings import DispatcherSettings
 from domain.delivery_prefs import DeliveryPrefs, HoldReason
-from domain.signals import Signal
+from domain.signals import Signal, SignalStatus
 from storage.database import Database
-from storage.models import SignalRow
+from storage.models import DeliveryKind, DeliveryStatus, SignalRow
 from storage.repositories import deliveries as deliveries_repo
-from storage.repositories.deliveries import Claimed
+from storage.repositories.deliveries import Claimed, Original
 from storage.repositories.signals import to_signal
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ Hints = Callable[[Signal], Awaitable[str | None]]
 MAX_INLINE_WAIT = 5.0
 #: How many times one send follows its destination moving before it gives up.
 MAX_MOVES = 3
+#: An edit whose original is being sent right now looks again after this long.
+EDIT_WAIT_SECONDS = 5.0
 
 
 def _utcnow() -> datetime:
@@ -287,7 +289,10 @@ class Dispatcher:
                     # Stopping: what has not started goes back for the next sender now.
                     await outcomes.release(rest[index:], self._clock(), "released at shutdown")
                     return
-                hold = await self._process(rounds, item)
+                if item.kind == DeliveryKind.EDIT.value:
+                    hold = await self._edit(rounds, item)
+                else:
+                    hold = await self._process(rounds, item)
                 if hold is not None:
                     # Keep the destination's order: the rest wait as long as this one.
                     await outcomes.release(rest[index + 1 :], hold)
@@ -337,13 +342,9 @@ class Dispatcher:
         same destination must not go (this one was put back until then).
         """
         outcomes = rounds.outcomes
-        if not item.active:
-            await outcomes.inactive(item)
+        if await self._finished_unsent(outcomes, item):
             return None
         now = self._clock()
-        if now - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
-            await outcomes.expired(item)
-            return None
         prefs = DeliveryPrefs.stored(item.prefs)
         if not prefs.empty:
             hold = prefs.plan(now, rounds.recent.get(item.subscription_id, []))
@@ -355,6 +356,9 @@ class Dispatcher:
             await outcomes.dead(item, "signal missing")
             return None
         signal = to_signal(row)
+        if signal.retracted:  # retracted while this delivery was in flight
+            await outcomes.canceled(item, "signal retracted")
+            return None
         hint = await self._hint_for(signal)
 
         def send(destination: str) -> Awaitable[str | None]:
@@ -393,6 +397,9 @@ class Dispatcher:
             row = rounds.signals.get(item.signal_seq)
             if item in stale or row is None:
                 continue
+            if row.status == SignalStatus.RETRACTED.value:
+                await outcomes.canceled(item, "signal retracted")
+                continue
             entries.append((DigestItem(item.delivery_id, to_signal(row), item.created_at), item))
         if not entries:
             return None
@@ -428,6 +435,86 @@ class Dispatcher:
             for item in part_rows[1:]:
                 await outcomes.dead(item, "its digest part was refused")
         return None
+
+    async def _finished_unsent(self, outcomes: DeliveryOutcomes, item: Claimed) -> bool:
+        """Record a delivery that must not go: its subscription ended, or it is older
+        than the TTL (news goes stale). True when it was recorded."""
+        if not item.active:
+            await outcomes.inactive(item)
+            return True
+        if self._clock() - item.created_at > timedelta(seconds=self._settings.ttl_seconds):
+            await outcomes.expired(item)
+            return True
+        return False
+
+    async def _edit(self, rounds: _Round, item: Claimed) -> datetime | None:
+        """Edit the message that carried a signal's alert to the signal's current
+        revision. A destination that never got the alert gets nothing; one whose
+        alert is being sent right now waits for it."""
+        outcomes = rounds.outcomes
+        if await self._finished_unsent(outcomes, item):
+            return None
+        now = self._clock()
+        async with self._db.session() as session:
+            original = await deliveries_repo.original_of(
+                item.signal_seq, item.subscription_id, now, session=session
+            )
+            row = rounds.signals.get(item.signal_seq)
+            signal = to_signal(row) if row is not None else None
+            digest = None
+            if original is not None and original.batch_id is not None and signal is not None:
+                digest = await self._digest_again(item, original, session)
+        if original is not None and original.in_flight:
+            return await outcomes.reschedule(
+                item, EDIT_WAIT_SECONDS, "waiting for the original send", count_attempt=False
+            )
+        if original is None or signal is None or original.status != DeliveryStatus.SENT.value:
+            await outcomes.canceled(item, "the destination never got the original")
+            return None
+        if original.message_id is None:
+            await outcomes.canceled(item, "the original message has no id to edit")
+            return None
+        message_id = original.message_id
+
+        def send(destination: str) -> Awaitable[str | None]:
+            edit = Edit(
+                item.delivery_id,
+                item.subscription_id,
+                destination,
+                message_id,
+                signal,
+                digest,
+            )
+            return _edited(rounds.channel.edit(edit))
+
+        result = await self._deliver(rounds, item, send)
+        if isinstance(result, _Sent):
+            await outcomes.sent(item, message_id)
+            return None
+        return result
+
+    async def _digest_again(
+        self, item: Claimed, original: Original, session: AsyncSession
+    ) -> Digest | None:
+        """The digest part an alert went out in, from its items' current state."""
+        assert original.batch_id is not None
+        rows = await deliveries_repo.batch_rows(original.batch_id, session=session)
+        signals = await deliveries_repo.signals_by_seq([r[1] for r in rows], session=session)
+        items = [
+            DigestItem(delivery_id, to_signal(signals[seq]), created_at)
+            for delivery_id, seq, created_at, _reason in rows
+            if seq in signals
+        ]
+        if not items:
+            return None
+        items.sort(key=lambda i: (i.signal.timestamp, i.signal.seq or 0), reverse=True)
+        return Digest(
+            item.subscription_id,
+            item.destination,
+            tuple(items),
+            _reason(rows[0][3]),
+            original.sent_at or self._clock(),
+        )
 
     async def _deliver(
         self, rounds: _Round, lead: Claimed, send: Callable[[str], Awaitable[str | None]]
@@ -492,6 +579,11 @@ class _Round:
     recent: dict[int, list[datetime]]
     sem: asyncio.Semaphore
     deadline: float
+
+
+async def _edited(edit: Awaitable[None]) -> str | None:
+    await edit
+    return None
 
 
 def _reason(value: str | None) -> HoldReason:

@@ -46,6 +46,29 @@ class SignalType(StrEnum):
     WATCH = "WATCH"
 
 
+#: What a correction can change that a trader sees (the signal's time stays as first
+#: published: a producer retrying with a fresh timestamp is not correcting it).
+VISIBLE_FIELDS = (
+    "ticker",
+    "signal_type",
+    "confidence",
+    "catalyst_type",
+    "price",
+    "rvol",
+    "sector",
+    "headline",
+    "url",
+    "status",
+)
+
+
+class SignalStatus(StrEnum):
+    ACTIVE = "active"
+    #: Withdrawn by its producer (a false positive): delivered messages are marked,
+    #: undelivered ones are not sent.
+    RETRACTED = "retracted"
+
+
 def check_text(value: str) -> str:
     """Refuse text that PostgreSQL (NUL) or UTF-8 (lone surrogates) cannot store;
     raises ValueError with the rule."""
@@ -109,6 +132,11 @@ class Signal(BaseModel):
     url: str | None = Field(default=None, max_length=URL_MAX)
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: A producer publishes the same ``signal_id`` again with ``"status": "retracted"``
+    #: to withdraw it, or with corrected fields to correct it.
+    status: SignalStatus = SignalStatus.ACTIVE
+    #: 0 as first published; the hub adds one per correction or retraction.
+    revision: int = 0
     seq: int | None = None
 
     @field_validator("signal_id")
@@ -127,6 +155,13 @@ class Signal(BaseModel):
         if not isinstance(value, str):
             raise ValueError("must be a string such as AAPL")
         return normalize_ticker(value)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _check_status(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("active", "retracted"):
+            return value.strip().lower()
+        raise ValueError("must be active or retracted")
 
     @field_validator("signal_type", mode="before")
     @classmethod
@@ -188,6 +223,7 @@ class Signal(BaseModel):
             raise InvalidInput("a signal must be a JSON object")
         payload = dict(data)
         payload.pop("seq", None)  # assigned by the hub, never by a producer
+        payload.pop("revision", None)
         try:
             return cls.model_validate(payload)
         except ValidationError as exc:
@@ -211,6 +247,16 @@ class Signal(BaseModel):
         what REST serves (the same bytes as the API's ``SignalOut`` serializer, both
         pydantic-core) and what the WebSocket ``data`` could reuse."""
         return pydantic_core.to_json(self.to_public())
+
+    @property
+    def retracted(self) -> bool:
+        return self.status is SignalStatus.RETRACTED
+
+    def same_content(self, other: Signal) -> bool:
+        """Whether ``other`` tells a trader the same thing: the fields an alert shows
+        and the status. A producer re-sending a signal with new metadata or source
+        (a fetch time, a retry count) is not correcting it."""
+        return all(getattr(self, name) == getattr(other, name) for name in VISIBLE_FIELDS)
 
     def with_seq(self, seq: int) -> Signal:
         copy = self.model_copy(update={"seq": seq})

@@ -104,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a JSON object, a JSON array, or JSON lines; - reads standard input",
     )
-    pub.add_argument("--signal-id", help="producer id; publishing the same id twice is a no-op")
+    pub.add_argument(
+        "--signal-id",
+        help="producer id; publishing the same id twice is a no-op, and with other "
+        "fields corrects the stored signal",
+    )
     pub.add_argument("--ticker", help="ticker symbol, e.g. AAPL")
     pub.add_argument("--type", dest="signal_type", help="BUY, SELL or WATCH (default WATCH)")
     pub.add_argument("--confidence", type=float, help="0..1")
@@ -115,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--sector")
     pub.add_argument("--headline")
     pub.add_argument("--url")
+    pub.add_argument(
+        "--status",
+        choices=("active", "retracted"),
+        help="with --signal-id alone: 'retracted' withdraws a published signal",
+    )
 
     src = sub.add_parser("source", help="the Catalyst job's source")
     src_sub = src.add_subparsers(dest="source_command", metavar="ACTION", required=True)
@@ -182,6 +191,7 @@ SIGNAL_FLAGS = (
     "sector",
     "headline",
     "url",
+    "status",
 )
 
 
@@ -203,11 +213,16 @@ def _publish_items(args: argparse.Namespace) -> list[Any]:
 
 
 def _signal_from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    if args.ticker is None or args.confidence is None:
-        raise CliError("give --ticker and --confidence (or --file PATH)")
+    revising = args.signal_id is not None and args.status is not None
+    if not revising and (args.ticker is None or args.confidence is None):
+        raise CliError(
+            "give --ticker and --confidence (or --file PATH; or --signal-id ID "
+            "--status retracted to withdraw a signal)"
+        )
     fields = SIGNAL_FLAGS
     data = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    data.setdefault("source", "cli")
+    if not revising:
+        data.setdefault("source", "cli")
     return data
 
 
@@ -223,7 +238,10 @@ async def _publish(ctx: HubContext, items: list[Any]) -> int:
             failures += 1
             print(f"error: item {index}: {exc}", file=sys.stderr)
             continue
-        state = "published" if result.created else "already published"
+        if result.revised:
+            state = "retracted" if result.signal.retracted else "corrected"
+        else:
+            state = "published" if result.created else "already published"
         print(
             f"{state}: {result.signal.signal_id} seq={result.signal.seq} "
             f"deliveries={result.deliveries}"

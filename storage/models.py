@@ -104,6 +104,18 @@ class SignalRow(SQLModel, table=True):
     revision: int = 0
 
 
+class SignalRevision(SQLModel, table=True):
+    """One correction or retraction of a stored signal, in commit order: live
+    readers in every process tail it (``id > cursor``) to send ``signal_update``."""
+
+    __tablename__ = "signal_revisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_seq: int = Field(foreign_key="signals.seq")
+    revision: int
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from core.channels import Alert, Channel, Digest, RateLimit
+from core.channels import Alert, Channel, Digest, Edit, RateLimit
 
 
 class RecordingChannel(Channel):
@@ -38,6 +38,7 @@ class RecordingChannel(Channel):
         #: ``digest_behaviour(digest)`` may raise a DeliveryError, like ``behaviour``.
         self.digest_behaviour: Callable[[Digest], None] | None = None
         self._ids = itertools.count(1)
+        self.edits: list[Edit] = []
 
     def digest_parts(self, digest: Digest) -> list[Digest]:
         if self.per_part is None:
@@ -57,6 +58,10 @@ class RecordingChannel(Channel):
         self.digests.append(digest)
         self.event.set()
         return f"m{next(self._ids)}"
+
+    async def edit(self, edit: Edit) -> None:
+        self.edits.append(edit)
+        self.event.set()
 
     def limits_for(self, destination: str) -> Sequence[RateLimit]:
         return self._limits(destination) if self._limits else ()

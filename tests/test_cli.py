@@ -68,6 +68,12 @@ def test_commands_work_in_a_fresh_folder(tmp_path: Path) -> None:
         tmp_path, "publish", "--ticker", "abcd", "--confidence", "0.9", "--signal-id", "cli-1"
     )
     assert "already published: cli-1 seq=1" in again.stdout
+    retracted = run(tmp_path, "publish", "--signal-id", "cli-1", "--status", "retracted")
+    assert retracted.returncode == 0, retracted.stderr
+    assert "retracted: cli-1 seq=1" in retracted.stdout
+    unknown = run(tmp_path, "publish", "--signal-id", "nope", "--status", "retracted")
+    assert unknown.returncode == 2 and "no signal 'nope' to retract" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
     batch = tmp_path / "signals.jsonl"
     batch.write_text(
@@ -79,6 +85,9 @@ def test_commands_work_in_a_fresh_folder(tmp_path: Path) -> None:
     from_file = run(tmp_path, "publish", "--file", str(batch))
     assert "published: f-1" in from_file.stdout
     assert from_file.returncode == 2 and "item 1: confidence" in from_file.stderr
+    batch.write_text(json.dumps({"signal_id": "f-1", "headline": "corrected"}) + "\n")
+    corrected = run(tmp_path, "publish", "--file", str(batch))
+    assert corrected.returncode == 0 and "corrected: f-1" in corrected.stdout
 
     revoked = run(tmp_path, "key", "revoke", "1")
     assert revoked.returncode == 0 and "revoked API key 1" in revoked.stdout

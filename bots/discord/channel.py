@@ -24,6 +24,12 @@ classified here so the dispatcher can act:
 An alert goes out as its embed with outcome buttons; a digest part (core/channels.py
 :class:`~core.channels.Digest`) as one embed (bots/discord/digest.py). Both sends
 return the posted message's id.
+
+:meth:`DiscordChannel.edit` changes such a message in place when its signal is
+corrected or retracted (:meth:`discord.PartialMessage.edit` on the same partial
+channel): the alert's embed again (a retracted one loses its buttons) or the digest
+part re-rendered. It opens a DM and is classified like a send, except that
+10008 Unknown Message (the message was deleted) is a PermanentError.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import ClassVar
 
 import aiohttp
@@ -45,6 +52,7 @@ from core.channels import (
     DeliveryError,
     DestinationGone,
     Digest,
+    Edit,
     PermanentError,
     RateLimit,
     RetryLater,
@@ -56,6 +64,7 @@ log = logging.getLogger(__name__)
 
 CANNOT_DM = 50007
 UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
 GONE_CODES = frozenset({CANNOT_DM, UNKNOWN_CHANNEL, 10013, 50001})
 #: Used when a 429 carries no usable retry-after.
 DEFAULT_RETRY_AFTER = 1.0
@@ -70,6 +79,12 @@ def parse_destination(destination: str) -> tuple[str, int]:
     if kind not in ("dm", "channel") or not raw.isdigit() or len(raw) > 20:
         raise PermanentError(f"not a Discord destination: {destination[:64]!r}")
     return kind, int(raw)
+
+
+def parse_message_id(message_id: str) -> int:
+    if not message_id.isdigit() or len(message_id) > 20:
+        raise PermanentError(f"not a Discord message id: {message_id[:64]!r}")
+    return int(message_id)
 
 
 def dm_destination(user_id: int) -> str:
@@ -131,8 +146,11 @@ class DiscordChannel(Channel):
         # keeps no per-message state for it after the send.
         return await self._deliver(
             alert.destination,
-            embed=signal_embed(alert.signal, alert.hint),
-            view=outcome_view(alert.signal),
+            partial(
+                self._post,
+                embed=signal_embed(alert.signal, alert.hint),
+                view=outcome_view(alert.signal),
+            ),
         )
 
     def digest_parts(self, digest: Digest) -> list[Digest]:
@@ -141,12 +159,27 @@ class DiscordChannel(Channel):
 
     async def send_digest(self, digest: Digest) -> str:
         """Post one digest part as one embed; the message's id."""
-        return await self._deliver(digest.destination, embed=digest_embed(digest))
+        return await self._deliver(
+            digest.destination, partial(self._post, embed=digest_embed(digest))
+        )
 
-    async def _deliver(
-        self, destination: str, *, embed: discord.Embed, view: discord.ui.View | None = None
-    ) -> str:
-        """Post to ``destination`` (opening the DM first if needed), classifying failures."""
+    async def edit(self, edit: Edit) -> None:
+        """Edit the delivered message to the signal's current state: the digest part
+        again if it was one, else the alert (buttons kept unless it is retracted)."""
+        message_id = parse_message_id(edit.message_id)
+        view: discord.ui.View | None = None
+        if edit.digest is not None:
+            embed = digest_embed(edit.digest)
+        else:
+            embed = signal_embed(edit.signal)
+            view = None if edit.signal.retracted else outcome_view(edit.signal)
+        await self._deliver(
+            edit.destination, partial(self._edit, message_id, embed=embed, view=view)
+        )
+
+    async def _deliver(self, destination: str, request: Callable[[int], Awaitable[str]]) -> str:
+        """``request(channel id)`` for ``destination`` (opening the DM first if
+        needed), classifying failures."""
         kind, target = parse_destination(destination)
         if self._client.user is None or self._client.is_closed():
             raise TransientError("the Discord bot is not connected")
@@ -158,10 +191,10 @@ class DiscordChannel(Channel):
                 # once; the post is a second request: its own slot, as it leaves.
                 permit = await self._limiter.acquire((self._global,), first=True)
                 try:
-                    return await self._post(channel_id, embed, view)
+                    return await request(channel_id)
                 finally:
                     self._limiter.settle(permit)
-            return await self._post(channel_id, embed, view)
+            return await request(channel_id)
         except discord.RateLimited as exc:
             raise RetryLater(exc.retry_after, destination) from None
         except discord.HTTPException as exc:
@@ -175,13 +208,26 @@ class DiscordChannel(Channel):
             ) from None
 
     async def _post(
-        self, channel_id: int, embed: discord.Embed, view: discord.ui.View | None
+        self, channel_id: int, *, embed: discord.Embed, view: discord.ui.View | None = None
     ) -> str:
         messageable = self._client.get_partial_messageable(channel_id)
         if view is None:
             message = await messageable.send(embed=embed)
         else:
             message = await messageable.send(embed=embed, view=view)
+        return str(message.id)
+
+    async def _edit(
+        self,
+        message_id: int,
+        channel_id: int,
+        *,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+    ) -> str:
+        messageable = self._client.get_partial_messageable(channel_id)
+        # view=None removes the buttons; a view replaces them.
+        message = await messageable.get_partial_message(message_id).edit(embed=embed, view=view)
         return str(message.id)
 
     async def _dm_channel(self, user_id: int) -> int:
@@ -231,6 +277,8 @@ def classify(exc: discord.HTTPException, destination: str) -> DeliveryError:
         return RetryLater(
             UNAUTHORIZED_PAUSE, "global", reason="Discord rejected the bot token (401)"
         )
+    if exc.code == UNKNOWN_MESSAGE:
+        return PermanentError(f"message deleted (Discord {detail})")
     if exc.code == CANNOT_DM:
         return DestinationGone(f"cannot DM this user (Discord {detail})")
     if exc.code in GONE_CODES or status == 404:

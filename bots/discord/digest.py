@@ -7,18 +7,34 @@ Each item is a compact block, newest first::
 
 :func:`split_digest` packs the items, in order, into parts whose description fits
 one embed (``DESCRIPTION_MAX``), never splitting an item; :func:`digest_embed`
-renders one part. Both measure the same :func:`item_block`, so a part that was
-packed to fit is sent as is. An item is clipped to ``ITEM_MAX`` so it always fits
-alone (a very long link gives way to the plain headline first).
+renders one part. Both measure the same blocks (:func:`item_block`; packing takes
+each item's longest marked form), so a part that was packed to fit is sent as is.
+An item is clipped to ``ITEM_MAX`` so it always fits alone (a very long link gives
+way to the plain headline first).
+
+A retracted item is struck through and marked, a corrected one (``revision`` > 0)
+marked too::
+
+    ❌ ~~🟢 BUY **AAPL** · FDA · 82% · $3.42 · 12m ago~~ · retracted
+    ~~[FDA approves lead drug](https://example.com/news/1)~~
+    🟢 BUY **MSFT** · EARNINGS · 75% · 1h ago · ✏️ corrected
+
+A delivered part is edited to show that (``DiscordChannel.edit``), so
+:func:`split_digest` sizes each item as its longest marked form (:func:`item_size`):
+the part still fits when any of its items is later retracted or corrected. Should a
+correction lengthen a headline past that, :func:`digest_description` shortens items
+to their header line, last first, rather than cut one in half.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import Enum
 
 import discord
 
 from bots.discord.render import (
+    CORRECTED,
     DESCRIPTION_MAX,
     EMBED_MAX,
     FOOTER_MAX,
@@ -47,6 +63,18 @@ ICONS: dict[SignalType, str] = {
 }
 
 
+class Mark(Enum):
+    NONE = "none"
+    CORRECTED = "corrected"
+    RETRACTED = "retracted"
+
+
+def mark_of(item: DigestItem) -> Mark:
+    if item.signal.retracted:
+        return Mark.RETRACTED
+    return Mark.CORRECTED if item.signal.revision > 0 else Mark.NONE
+
+
 def _escape(text: str) -> str:
     return discord.utils.escape_markdown(text)
 
@@ -65,25 +93,54 @@ def item_header(digest: Digest, item: DigestItem) -> str:
     return " · ".join(parts)
 
 
+def _marked_header(header: str, mark: Mark) -> str:
+    if mark is Mark.RETRACTED:
+        return f"❌ ~~{header}~~ · retracted"
+    if mark is Mark.CORRECTED:
+        return f"{header} · {CORRECTED}"
+    return header
+
+
+def _block(digest: Digest, item: DigestItem, mark: Mark, *, compact: bool = False) -> str:
+    """``item`` rendered as ``mark`` says; ``compact``: the header line alone."""
+    header = _marked_header(item_header(digest, item), mark)
+    if compact:
+        return clip(header, ITEM_MAX)
+    hint = f"\n📊 {_escape(item.hint)}" if item.hint and mark is not Mark.RETRACTED else ""
+    strike = "~~" if mark is Mark.RETRACTED else ""
+    room = ITEM_MAX - len(header) - len(hint) - 1 - 2 * len(strike)
+    headline = headline_markdown(item.signal)
+    if len(headline) > room:
+        # Too long with the link: the plain headline, clipped to what is left.
+        plain = _escape((item.signal.headline or "").strip())
+        headline = clip(plain, room) if plain and room > 1 else ""
+    block = header + (f"\n{strike}{headline}{strike}" if headline else "") + hint
+    return clip(block, ITEM_MAX)
+
+
 def item_block(digest: Digest, item: DigestItem) -> str:
     """One item: its header line, the headline (a masked link when it has a web url)
-    and the outcome hint, if any; never longer than ``ITEM_MAX``."""
-    header = item_header(digest, item)
-    hint = f"\n📊 {_escape(item.hint)}" if item.hint else ""
-    headline = headline_markdown(item.signal)
-    block = header + (f"\n{headline}" if headline else "") + hint
-    if len(block) <= ITEM_MAX:
-        return block
-    # Too long with the link: the plain headline, clipped to what is left.
-    plain = _escape((item.signal.headline or "").strip())
-    room = ITEM_MAX - len(header) - len(hint) - 1
-    if plain and room > 1:
-        return clip(f"{header}\n{clip(plain, room)}{hint}", ITEM_MAX)
-    return clip(header + hint, ITEM_MAX)
+    and the outcome hint, if any, marked if retracted or corrected; never longer
+    than ``ITEM_MAX``."""
+    return _block(digest, item, mark_of(item))
 
 
-def digest_description(digest: Digest) -> str:
-    return SEPARATOR.join(item_block(digest, item) for item in digest.items)
+def item_size(digest: Digest, item: DigestItem) -> int:
+    """The most room ``item`` can take in a part: its longest form, as it is now or
+    once retracted or corrected (a delivered part is edited to show that)."""
+    return max(len(_block(digest, item, mark)) for mark in Mark)
+
+
+def digest_description(digest: Digest, limit: int = DESCRIPTION_MAX) -> str:
+    """The items' blocks, newest first. Past ``limit`` (a correction lengthened an
+    item after the part was packed) items shrink to their header line, last first."""
+    blocks = [item_block(digest, item) for item in digest.items]
+    for index in range(len(blocks) - 1, -1, -1):
+        if len(SEPARATOR.join(blocks)) <= limit:
+            break
+        item = digest.items[index]
+        blocks[index] = _block(digest, item, mark_of(item), compact=True)
+    return clip(SEPARATOR.join(blocks), limit)
 
 
 def digest_title(digest: Digest) -> str:
@@ -105,7 +162,7 @@ def digest_embed(digest: Digest) -> discord.Embed:
     block per item in the description, the omitted note in the first part's footer."""
     embed = discord.Embed(
         title=digest_title(digest),
-        description=clip(digest_description(digest), DESCRIPTION_MAX) or None,
+        description=digest_description(digest) or None,
         colour=COLOUR,
         timestamp=digest.now,
     )
@@ -119,11 +176,12 @@ def digest_embed(digest: Digest) -> discord.Embed:
 
 def split_digest(digest: Digest, limit: int = DESCRIPTION_MAX) -> list[Digest]:
     """The digest in parts, items in order, each part's description within ``limit``
-    (an item is never split), numbered ``part``/``parts``."""
+    whatever its items' marks later (:func:`item_size`; an item is never split),
+    numbered ``part``/``parts``."""
     chunks: list[list[DigestItem]] = []
     size = 0
     for item in digest.items:
-        length = len(item_block(digest, item))
+        length = item_size(digest, item)
         if chunks and size + len(SEPARATOR) + length <= limit:
             chunks[-1].append(item)
             size += len(SEPARATOR) + length

@@ -106,6 +106,12 @@ def map_item(item: dict[str, Any]) -> dict[str, Any]:
     if item.get("ts"):
         ts = str(item["ts"])
         mapped["timestamp"] = ts.replace("Z", "+00:00") if ts.endswith("Z") else ts
+    # A producer id, when the item has one, so a later line can correct the signal;
+    # and a status, so a later line (same item, "status": "retracted") withdraws it.
+    if isinstance(item.get("signal_id"), str):
+        mapped["signal_id"] = item["signal_id"]
+    if item.get("status") is not None:
+        mapped["status"] = item["status"]
     return mapped
 
 

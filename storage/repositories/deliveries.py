@@ -17,6 +17,8 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    insert,
+    literal,
     or_,
     select,
     text,
@@ -409,3 +411,125 @@ async def recent_sends(
             sent_at = sent_at.replace(tzinfo=UTC)
         out.setdefault(sub_id, []).append(sent_at)
     return out
+
+
+# ---- corrections and retractions -------------------------------------------------
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    return or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
+
+
+async def cancel_open(
+    signal_seq: int,
+    reason: str,
+    now: datetime,
+    *,
+    kind: str,
+    below_revision: int | None = None,
+    session: AsyncSession,
+) -> int:
+    """Cancel a signal's open rows of ``kind`` that nobody is sending (a row in
+    flight is left to its sender, which checks the signal again); edit rows only
+    below ``below_revision`` (superseded by a newer edit)."""
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    stmt = update(d).where(
+        d.c.signal_seq == signal_seq,
+        d.c.kind == kind,
+        d.c.status.in_(_DUE),
+        _unclaimed(now),
+    )
+    if below_revision is not None:
+        stmt = stmt.where(d.c.revision < below_revision)
+    result = await session.execute(
+        stmt.values(
+            status=DeliveryStatus.CANCELED.value,
+            claimed_until=None,
+            claim_token=None,
+            last_error=reason[:500],
+        )
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+async def enqueue_edits(
+    signal_seq: int, revision: int, now: datetime, *, session: AsyncSession
+) -> int:
+    """One edit row at ``revision`` for every destination that got the signal (a
+    sent alert with a message id) or may be getting it right now (claimed): the
+    dispatcher checks the original again when the edit comes up."""
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    delivered = and_(d.c.status == DeliveryStatus.SENT.value, d.c.message_id.is_not(None))
+    in_flight = and_(d.c.status.in_(_DUE), d.c.claimed_until >= now)
+    source = select(
+        d.c.signal_seq,
+        d.c.subscription_id,
+        d.c.platform,
+        literal(DeliveryStatus.PENDING.value),
+        literal(0),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+        literal("edit"),
+        literal(revision),
+    ).where(d.c.signal_seq == signal_seq, d.c.kind == "alert", or_(delivered, in_flight))
+    stmt = insert(d).from_select(
+        [
+            "signal_seq",
+            "subscription_id",
+            "platform",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "kind",
+            "revision",
+        ],
+        source,
+    )
+    result = await session.execute(stmt)
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """The alert row an edit changes."""
+
+    delivery_id: int
+    status: str
+    message_id: str | None
+    batch_id: str | None
+    in_flight: bool
+    sent_at: datetime | None
+
+
+async def original_of(
+    signal_seq: int, subscription_id: int, now: datetime, *, session: AsyncSession
+) -> Original | None:
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    row = (
+        await session.execute(
+            select(
+                d.c.id, d.c.status, d.c.message_id, d.c.batch_id, d.c.claimed_until, d.c.sent_at
+            ).where(
+                d.c.signal_seq == signal_seq,
+                d.c.subscription_id == subscription_id,
+                d.c.kind == "alert",
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    in_flight = row[4] is not None and row[4] >= now and row[1] in _DUE
+    return Original(row[0], row[1], row[2], row[3], in_flight, row[5])
+
+
+async def batch_rows(
+    batch_id: str, *, session: AsyncSession
+) -> list[tuple[int, int, datetime, str | None]]:
+    """(delivery id, signal seq, created at, held reason) of one digest part's rows."""
+    d = Delivery.__table__  # type: ignore[attr-defined]
+    rows = await session.execute(
+        select(d.c.id, d.c.signal_seq, d.c.created_at, d.c.held_reason)
+        .where(d.c.batch_id == batch_id)
+        .order_by(d.c.id)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows.all()]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from domain.signals import Signal, SignalType
+from domain.signals import Signal, SignalStatus, SignalType
 from storage.locks import lock_key
-from storage.models import SignalRow
+from storage.models import SignalRevision, SignalRow
 from storage.repositories._dialect import dialect_name, insert_ignore
 
 #: PostgreSQL NOTIFY channel carrying each new signal's seq.
@@ -34,6 +34,8 @@ def to_signal(row: SignalRow) -> Signal:
         url=row.url,
         timestamp=row.timestamp,
         metadata=dict(row.meta or {}),
+        status=SignalStatus(row.status or SignalStatus.ACTIVE.value),
+        revision=row.revision or 0,
         seq=row.seq,
     )
 
@@ -64,6 +66,8 @@ async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, 
         "timestamp": signal.timestamp,
         "meta": signal.metadata,
         "created_at": datetime.now(signal.timestamp.tzinfo),
+        "status": signal.status.value,
+        "revision": 0,
     }
     table = SignalRow.__table__  # type: ignore[attr-defined]
     stmt = insert_ignore(session, table, ["signal_id"]).values(**values).returning(table.c.seq)
@@ -74,6 +78,63 @@ async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, 
         select(table.c.seq).where(table.c.signal_id == signal.signal_id)
     )
     return int(existing.scalar_one()), False
+
+
+async def revise_signal(seq: int, signal: Signal, *, session: AsyncSession) -> int:
+    """Store a correction or retraction of the signal at ``seq`` (its content and
+    status become ``signal``'s) and log it for live readers. Returns the new revision.
+
+    Like :func:`insert_signal`, the log's ids must become visible in order, so the
+    same lock is held to commit on PostgreSQL."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SIGNAL_LOG_LOCK})
+    table = SignalRow.__table__  # type: ignore[attr-defined]
+    revision = (
+        await session.execute(
+            update(table)
+            .where(table.c.seq == seq)
+            .values(
+                ticker=signal.ticker,
+                signal_type=signal.signal_type.value,
+                confidence=signal.confidence,
+                catalyst_type=signal.catalyst_type,
+                source=signal.source,
+                price=signal.price,
+                rvol=signal.rvol,
+                sector=signal.sector,
+                headline=signal.headline,
+                url=signal.url,
+                timestamp=signal.timestamp,
+                meta=signal.metadata,
+                status=signal.status.value,
+                revision=table.c.revision + 1,
+            )
+            .returning(table.c.revision)
+        )
+    ).scalar_one()
+    session.add(SignalRevision(signal_seq=seq, revision=int(revision)))
+    await session.flush()
+    return int(revision)
+
+
+async def revisions_after(
+    cursor: int, limit: int, *, session: AsyncSession
+) -> list[tuple[int, Signal]]:
+    """(log id, the signal as it is now) of corrections and retractions logged after
+    ``cursor``, oldest first. A signal revised twice appears twice, as it is now."""
+    rows = await session.execute(
+        select(col(SignalRevision.id), SignalRow)
+        .join(SignalRow, col(SignalRow.seq) == col(SignalRevision.signal_seq))
+        .where(col(SignalRevision.id) > cursor)
+        .order_by(col(SignalRevision.id))
+        .limit(limit)
+    )
+    return [(int(rid or 0), to_signal(row)) for rid, row in rows.all()]
+
+
+async def latest_revision_id(*, session: AsyncSession) -> int:
+    value = (await session.execute(select(func.max(col(SignalRevision.id))))).scalar_one()
+    return int(value or 0)
 
 
 async def announce(seq: int, *, session: AsyncSession) -> None:

@@ -5,8 +5,10 @@ Point discord.py at it with :meth:`FakeDiscord.patch` (``Route.BASE`` and
 IDENTIFY -> READY on the gateway (heartbeats ACK'd), then INTERACTION_CREATE
 dispatches that tests inject; on REST it answers login, application info,
 command sync (recorded), interaction callbacks and follow-ups, DM channel
-creation and channel messages (recorded), and returns configured errors
-(429 with ``retry_after`` and ``Via``, 403 50007, 404 10003, 5xx).
+creation and channel messages (recorded), edits of those messages (``PATCH
+/channels/{id}/messages/{id}``: recorded in :attr:`FakeDiscord.edits`, the stored
+message updated, 404 10008 for a message it does not hold), and returns configured
+errors (429 with ``retry_after`` and ``Via``, 403 50007, 404 10003, 5xx).
 
 ``enforce_limits=True`` makes it enforce Discord's rate limits as sliding windows:
 50 requests per second per bot (``global_limit``) over authenticated REST calls,
@@ -76,6 +78,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+#: What a field cleared with null becomes in a message.
+_EMPTY: dict[str, Any] = {"content": "", "embeds": [], "components": [], "flags": 0}
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(),
@@ -118,6 +124,7 @@ CANNOT_DM = Failure(403, 50007, "Cannot send messages to this user")
 UNKNOWN_CHANNEL = Failure(404, 10003, "Unknown Channel")
 MISSING_PERMISSIONS = Failure(403, 50013, "Missing Permissions")
 SERVER_ERROR = Failure(503, 0, "Service Unavailable")
+UNKNOWN_MESSAGE = Failure(404, 10008, "Unknown Message")
 
 
 @dataclass
@@ -127,6 +134,16 @@ class Sent:
     message: dict[str, Any]
     #: When the post arrived (time.monotonic()).
     at: float = 0.0
+
+
+@dataclass
+class Edited:
+    """One edit of a posted message: the PATCH body and the message after it."""
+
+    channel_id: int
+    message_id: str
+    payload: dict[str, Any]
+    message: dict[str, Any]
 
 
 class _Windows:
@@ -226,6 +243,9 @@ class FakeDiscord:
         #: When true, IDENTIFY is never answered with READY (a stuck gateway).
         self.hold_ready = False
         self.sent: list[Sent] = []
+        self.edits: list[Edited] = []
+        #: Posted messages by id, as they are now (edits applied).
+        self.messages: dict[str, dict[str, Any]] = {}
         self.dm_opened: list[int] = []
         self.dm_channels: dict[int, int] = {}
         self.interactions: dict[str, InteractionLog] = {}
@@ -279,6 +299,9 @@ class FakeDiscord:
     # ---- configuration --------------------------------------------------
     def fail_messages(self, channel_id: int, failure: Failure, times: int = 1) -> None:
         self.failures[("messages", channel_id)].extend([failure] * times)
+
+    def fail_edits(self, channel_id: int, failure: Failure, times: int = 1) -> None:
+        self.failures[("edits", channel_id)].extend([failure] * times)
 
     def fail_dm_open(self, user_id: int, failure: Failure, times: int = 1) -> None:
         self.failures[("dm", user_id)].extend([failure] * times)
@@ -403,6 +426,8 @@ class FakeDiscord:
             return self._open_dm(int(body["recipient_id"]))
         if method == "POST" and parts[0] == "channels" and parts[-1] == "messages":
             return self._post_message(int(parts[1]), body)
+        if method == "PATCH" and len(parts) == 4 and parts[::2] == ["channels", "messages"]:
+            return self._edit_message(int(parts[1]), parts[3], body)
         self.unhandled.append((method, path))
         return _json({"message": "404: Not Found", "code": 0}, 404)
 
@@ -550,7 +575,24 @@ class FakeDiscord:
             headers = _bucket_headers(bucket, limit, limit - len(used), reset_after)
         message = self._message(channel_id, body)
         self.sent.append(Sent(channel_id, body, message, at=now))
+        self.messages[message["id"]] = dict(message)
         return _json(message, headers=headers)
+
+    def _edit_message(self, channel_id: int, message_id: str, body: dict[str, Any]) -> web.Response:
+        """Discord's message edit: only the fields sent change (``components: []``
+        removes the buttons); a message not posted in that channel is 10008."""
+        failure = self._failure("edits", channel_id)
+        if failure is not None:
+            return failure.response()
+        current = self.messages.get(message_id)
+        if current is None or current["channel_id"] != str(channel_id):
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
+        for key in ("content", "embeds", "components", "flags"):
+            if key in body:
+                current[key] = body[key] if body[key] is not None else _EMPTY[key]
+        current["edited_timestamp"] = _now()
+        self.edits.append(Edited(channel_id, message_id, body, dict(current)))
+        return _json(current)
 
     # ---- injecting interactions -----------------------------------------
     def _base_interaction(

@@ -40,13 +40,21 @@ async def test_publish_stores_routes_and_enqueues(any_ctx: HubContext) -> None:
 async def test_publish_is_idempotent_on_signal_id(any_ctx: HubContext) -> None:
     await _subscribe(any_ctx, "all")
     first = await any_ctx.publisher.publish(signal("dup-1"))
-    again = await any_ctx.publisher.publish(signal("dup-1", confidence=0.1))
-    assert first.created and not again.created
+    # A retry with a fresh time and metadata is the same signal: nothing changes.
+    again = await any_ctx.publisher.publish(
+        signal("dup-1", timestamp="2030-01-01T00:00:00Z", metadata={"try": 2})
+    )
+    assert first.created and not again.created and not again.revised
     assert again.deliveries == 0
     assert again.signal.seq == first.signal.seq
-    assert again.signal.confidence == first.signal.confidence  # the stored one wins
+    assert again.signal == first.signal
     assert await _count(any_ctx, SignalRow) == 1
     assert await _count(any_ctx, Delivery) == 1
+    # A changed field a trader sees is a correction (tests/storage/test_revisions.py).
+    fixed = await any_ctx.publisher.publish(signal("dup-1", confidence=0.1))
+    assert fixed.revised and fixed.signal.confidence == 0.1 and fixed.signal.revision == 1
+    assert fixed.signal.timestamp == first.signal.timestamp
+    assert await _count(any_ctx, SignalRow) == 1
 
 
 async def test_outbox_is_unique_per_signal_and_subscription(any_ctx: HubContext) -> None:
