@@ -101,6 +101,8 @@ class Edit:
     message_id: str
     signal: Signal
     digest: Digest | None = None
+    #: The outcome ledger's line, as on the alert (None for a retracted signal).
+    hint: str | None = None
 
 
 class DeliveryError(Exception):

@@ -400,7 +400,9 @@ class Dispatcher:
             if row.status == SignalStatus.RETRACTED.value:
                 await outcomes.canceled(item, "signal retracted")
                 continue
-            entries.append((DigestItem(item.delivery_id, to_signal(row), item.created_at), item))
+            signal = to_signal(row)
+            hint = await self._hint_for(signal)
+            entries.append((DigestItem(item.delivery_id, signal, item.created_at, hint), item))
         if not entries:
             return None
         entries.sort(key=lambda e: (e[0].signal.timestamp, e[0].signal.seq or 0), reverse=True)
@@ -475,6 +477,7 @@ class Dispatcher:
             await outcomes.canceled(item, "the original message has no id to edit")
             return None
         message_id = original.message_id
+        hint = None if signal.retracted else await self._hint_for(signal)
 
         def send(destination: str) -> Awaitable[str | None]:
             edit = Edit(
@@ -484,6 +487,7 @@ class Dispatcher:
                 message_id,
                 signal,
                 digest,
+                hint,
             )
             return _edited(rounds.channel.edit(edit))
 

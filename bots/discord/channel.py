@@ -171,7 +171,7 @@ class DiscordChannel(Channel):
         if edit.digest is not None:
             embed = digest_embed(edit.digest)
         else:
-            embed = signal_embed(edit.signal)
+            embed = signal_embed(edit.signal, edit.hint)
             view = None if edit.signal.retracted else outcome_view(edit.signal)
         await self._deliver(
             edit.destination, partial(self._edit, message_id, embed=embed, view=view)

@@ -20,6 +20,11 @@ Errors: 403 -> DestinationGone; ``migrate_to_chat_id`` -> DestinationMoved;
 400 "chat not found" (and lost rights) -> DestinationGone; any other 400 -> the
 alert (or digest part) is sent once more as plain text, then PermanentError; network errors,
 timeouts and 5xx -> TransientError.
+
+:meth:`TelegramChannel.edit` rewrites a delivered alert or digest part in place
+(``editMessageText``) when its signal is retracted or corrected, classified the same
+way, except: "message is not modified" is success; a message that is gone or cannot
+be edited, or a chat that moved (its old messages stay behind), is PermanentError.
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ from telegram.error import (
 )
 
 from bots.telegram.digest import render_digest, render_digest_plain, split_digest
+from bots.telegram.edit import edit_text, uneditable
 from bots.telegram.render import feedback_keyboard, render_alert, render_plain
 from core.channels import (
     Alert,
     Channel,
+    DeliveryError,
     DestinationGone,
     DestinationMoved,
     Digest,
+    Edit,
     PermanentError,
     RateLimit,
     RetryLater,
@@ -207,12 +215,51 @@ class TelegramChannel(Channel):
             raise self._classify(destination, exc) from None
         return str(message.message_id)
 
+    async def edit(self, edit: Edit) -> None:
+        """Rewrite the delivered message: the digest part again when it was one (no
+        keyboard), else the alert from ``edit.signal`` (the feedback keyboard stays
+        unless the signal was retracted)."""
+        try:
+            message_id = int(edit.message_id)
+        except ValueError:
+            raise PermanentError(f"not a telegram message id: {edit.message_id!r}") from None
+        if edit.digest is not None:
+            markup = render_digest(edit.digest, self._digest_ttl)
+            plain = render_digest_plain(edit.digest, self._digest_ttl)
+            keyboard = None
+        else:
+            markup = render_alert(edit.signal, edit.hint)
+            plain = render_plain(edit.signal, edit.hint)
+            keyboard = None if edit.signal.retracted else feedback_keyboard(edit.signal.seq)
+        await edit_text(
+            self._bot,
+            self._chat_id(edit.destination),
+            message_id,
+            markup,
+            plain,
+            keyboard=keyboard,
+            classify=lambda exc: self._classify_edit(edit.destination, exc),
+            quiet_links=edit.digest is not None,
+        )
+
+    def _classify_edit(self, destination: str, exc: TelegramError) -> DeliveryError | None:
+        """The error that ends an edit; None for a rejected payload (try plain text)."""
+        if isinstance(exc, BadRequest):
+            if self._gone(exc):
+                return DestinationGone(f"telegram: {exc.message}")
+            if uneditable(exc):
+                return PermanentError(f"telegram cannot edit the message: {exc.message}")
+            return None
+        if isinstance(exc, ChatMigrated):
+            return PermanentError(f"telegram: the chat moved to {exc.new_chat_id}")
+        return self._classify(destination, exc)
+
     @staticmethod
     def _gone(exc: BadRequest) -> bool:
         text = exc.message.lower()
         return any(marker in text for marker in GONE_MARKERS)
 
-    def _classify(self, destination: str, exc: TelegramError) -> Exception:
+    def _classify(self, destination: str, exc: TelegramError) -> DeliveryError:
         if isinstance(exc, RetryAfter):
             return RetryLater(
                 _retry_seconds(exc.retry_after),

@@ -4,6 +4,10 @@ Every user-supplied field goes through :func:`html.escape`, so tickers such as
 ``TEL2_B`` and headlines with ``<``, ``&``, ``_`` or ``*`` arrive as written.
 Telegram counts the 4096-character limit in UTF-16 code units; texts are cut at a
 line or character boundary that never splits a tag or an entity.
+
+A retracted signal renders with the withdrawn line on top and the rest struck
+through; a corrected one says so on its first line (bots/telegram/marks.py).
+Delivered alerts are edited to that (``TelegramChannel.edit``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bots.telegram.marks import RETRACTED_LINE, Mark, corrected_line, mark_of, strike
 from domain.signals import Signal
 
 MAX_TEXT = 4096
@@ -111,13 +116,32 @@ def _details(signal: Signal, *, markup: bool) -> tuple[list[str], list[str]]:
     return head, tail
 
 
+def _compose(signal: Signal, head: list[str], line: str, tail: list[str], *, markup: bool) -> str:
+    """The alert's lines: ``head``, the headline ``line`` (if any), a blank line and
+    ``tail`` (whose last line is the ID), marked as :func:`mark_of` says.
+
+    A retracted alert opens with the withdrawn line and everything but the ID is
+    struck through: the ID stays a ``<code>`` entity, which Telegram lets nothing
+    overlap, and it is how a reader finds the signal."""
+    *rest, ident = tail
+    body = "\n".join([*head, line] if line else head) + "\n\n" + "\n".join(rest)
+    mark = mark_of(signal)
+    if mark is Mark.RETRACTED:
+        first = RETRACTED_LINE[0] if markup else RETRACTED_LINE[1]
+        return f"{first}\n{strike(body) if markup else body}\n{ident}"
+    if mark is Mark.CORRECTED:
+        body = corrected_line(signal.revision, markup=markup) + "\n" + body
+    return f"{body}\n{ident}"
+
+
 def render_alert(signal: Signal, hint: str | None = None) -> str:
     """The alert in Telegram HTML, at most 4096 characters; ``hint`` is the outcome
-    ledger's line (core/hints.py), shown above the time."""
+    ledger's line (core/hints.py), shown above the time. A retracted or corrected
+    signal is marked (bots/telegram/marks.py)."""
     head, tail = _details(signal, markup=True)
     if hint:
         tail.insert(0, f"📊 <i>{_esc(hint)}</i>")
-    fixed = "\n".join(head) + "\n\n" + "\n".join(tail)
+    fixed = _compose(signal, head, "", tail, markup=True)
     budget = MAX_TEXT - utf16_len(fixed) - 1  # the newline before the headline line
     headline = signal.headline or ""
     line = ""
@@ -131,11 +155,7 @@ def render_alert(signal: Signal, hint: str | None = None) -> str:
                 line = opening + _cut_escaped(text, room) + closing
         if not line and headline:  # no link, or a link too long to keep
             line = _cut_escaped(headline, budget)
-    parts = ["\n".join(head)]
-    if line:
-        parts.append(line)
-    parts.append("\n".join(tail))
-    out = "\n".join(parts[:-1]) + "\n\n" + parts[-1]
+    out = _compose(signal, head, line, tail, markup=True)
     return out if utf16_len(out) <= MAX_TEXT else clip_html(out)
 
 
@@ -144,13 +164,8 @@ def render_plain(signal: Signal, hint: str | None = None) -> str:
     head, tail = _details(signal, markup=False)
     if hint:
         tail.insert(0, f"📊 {hint}")
-    lines = list(head)
-    if signal.headline:
-        lines.append(signal.headline)
-    if signal.url:
-        lines.append(str(signal.url))
-    text = "\n".join(lines) + "\n\n" + "\n".join(tail)
-    return _cut_plain(text, MAX_TEXT)
+    line = "\n".join(str(part) for part in (signal.headline, signal.url) if part)
+    return _cut_plain(_compose(signal, head, line, tail, markup=False), MAX_TEXT)
 
 
 _TAG_RE = re.compile(r"<(/?)([a-z]+)[^>]*>")

@@ -90,3 +90,23 @@ def test_names_with_dollar_signs_are_text_not_math() -> None:
             [GroupStats(name, summarize([("win", 1.0)]))], [(when, 1.0)], who=name
         )
         assert decode(png).size == SIZE
+
+
+async def test_the_configured_min_sample_decides_when_a_hint_appears(
+    make_hub: HubFactory,
+) -> None:
+    """``[stats] min_sample`` from the settings reaches the hints the API (and every
+    alert, through the same OutcomeHints) shows: 3 here, not the default 10."""
+    hub = await make_hub(stats={"min_sample": 3})
+    users = [await hub.user(f"m{i}") for i in range(3)]
+    for i in range(3):
+        await hub.publish(signal_id=f"f{i}", catalyst_type="FDA", confidence=0.85)
+        await hub.publish(signal_id=f"e{i}", catalyst_type="EARNINGS", confidence=0.85)
+    for i, (user, _key) in enumerate(users):
+        await hub.ctx.services.feedback.record(
+            user.id, f"f{i}", "win" if i else "loss", "3" if i else "-3"
+        )
+        if i < 2:  # EARNINGS stays one report short
+            await hub.ctx.services.feedback.record(user.id, f"e{i}", "win", "1")
+    response = await hub.http.get("/api/v1/stats/hints", headers=auth(users[0][1]))
+    assert [h["line"] for h in response.json()] == ["FDA, 80–90%: 2 W / 1 L reported, avg +1.00%"]

@@ -6,6 +6,13 @@ updates with :meth:`FakeBotApi.push_update`, which a long-polling ``getUpdates``
 returns, and read what the bot did from :attr:`FakeBotApi.sent`,
 :attr:`FakeBotApi.edits` and :attr:`FakeBotApi.answers`.
 
+``editMessageText`` changes the sent message in place, as a chat shows it: a
+:class:`SentMessage` holds the current text and keyboard (omitting ``reply_markup``
+removes it, as on Telegram) and :attr:`SentMessage.history` the texts it had
+before. Like Telegram it answers 400 for a message not in that chat ("message to
+edit not found"), for text and keyboard identical to the current ones ("message is
+not modified"), for broken HTML and for text past 4096.
+
 Errors can be scripted per method and chat (:meth:`FakeBotApi.fail`), and
 ``enforce_limits=True`` makes ``sendMessage`` apply Telegram's flood limits
 (30/s per bot, 1/s per chat, 20/min per group) and answer 429 with
@@ -63,6 +70,8 @@ class SentMessage:
     reply_markup: dict[str, Any] | None
     at: float
     params: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: (text, parse_mode) before each ``editMessageText``, oldest first.
+    history: list[tuple[str, str | None]] = field(default_factory=list)
 
     @property
     def visible(self) -> str:
@@ -113,6 +122,14 @@ def server_error() -> tuple[int, dict[str, Any]]:
 
 def bad_request(description: str) -> tuple[int, dict[str, Any]]:
     return 400, _error(400, f"Bad Request: {description}")
+
+
+def not_modified() -> tuple[int, dict[str, Any]]:
+    return bad_request(
+        "message is not modified: specified new message content and "
+        "reply markup are exactly the same as a current content and reply markup "
+        "of the message"
+    )
 
 
 class _Windows:
@@ -239,6 +256,13 @@ class FakeBotApi:
 
     def sent_to(self, chat_id: int | str) -> list[SentMessage]:
         return [m for m in self.sent if m.chat_id == chat_id]
+
+    def message(self, chat_id: Any, message_id: Any) -> SentMessage | None:
+        """The message ``message_id`` the bot sent to ``chat_id``, as it reads now."""
+        for message in self.sent:
+            if message.chat_id == chat_id and message.message_id == message_id:
+                return message
+        return None
 
     # ---- protocol -------------------------------------------------------
     @staticmethod
@@ -463,12 +487,36 @@ class FakeBotApi:
     async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> Any:
         previous = [e for e in self.edits if e.get("message_id") == params.get("message_id")]
         if previous and previous[-1].get("reply_markup") == params.get("reply_markup"):
-            return bad_request(
-                "message is not modified: specified new message content and "
-                "reply markup are exactly the same"
-            )
+            return not_modified()
         self.edits.append(params)
+        message = self.message(params.get("chat_id"), params.get("message_id"))
+        if message is not None:
+            message.reply_markup = params.get("reply_markup")
         return True
+
+    async def _m_editmessagetext(self, params: dict[str, Any]) -> Any:
+        chat_id, text = params.get("chat_id"), str(params.get("text") or "")
+        if chat_id is None or params.get("inline_message_id") is not None:
+            return bad_request("chat_id is empty")  # inline messages are not modelled
+        if not text:
+            return bad_request("message text is empty")
+        message = self.message(chat_id, params.get("message_id"))
+        if message is None:
+            return bad_request("message to edit not found")
+        if "photo" in message.params:
+            return bad_request("there is no text in the message to edit")
+        parse_mode = params.get("parse_mode")
+        if parse_mode == "HTML" and _broken_html(text):
+            return bad_request("can't parse entities: unsupported start tag")
+        if _utf16_len(visible_text(text, parse_mode)) > MAX_MESSAGE:
+            return bad_request("message is too long")
+        markup = params.get("reply_markup")
+        if (text, parse_mode, markup) == (message.text, message.parse_mode, message.reply_markup):
+            return not_modified()
+        message.history.append((message.text, message.parse_mode))
+        message.text, message.parse_mode, message.reply_markup = text, parse_mode, markup
+        self.edits.append(params)
+        return {**self._message_result(message), "text": text, "edit_date": int(time.time())}
 
     async def _m_answercallbackquery(self, params: dict[str, Any]) -> Any:
         self.answers.append(params)

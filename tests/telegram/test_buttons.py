@@ -22,7 +22,8 @@ async def deliver_one(ctx: HubContext, bot: TelegramBot, fake: FakeBotApi) -> Se
 async def press(
     fake: FakeBotApi, alert: SentMessage, label: str, user_id: int
 ) -> dict[str, object]:
-    data = dict(alert.buttons())[label]
+    # The keyboard as the chat shows it now: a chosen button reads "✅ Win".
+    data = {text.removeprefix("✅ "): data for text, data in alert.buttons()}[label]
     before = len(fake.answers)
     fake.push_update(fake_api.callback(data, user_id=user_id, message=alert))
     await fake.wait_for(lambda: len(fake.answers) > before)

@@ -3,6 +3,7 @@ splitting, and digest delivery through the fake Bot API."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -23,7 +24,7 @@ from core.channels import (
 )
 from core.context import HubContext
 from domain.delivery_prefs import HoldReason, QuietHours
-from domain.signals import Signal
+from domain.signals import Signal, SignalStatus
 from storage.models import Delivery
 from tests.telegram import fake_bot_api as fake_api
 from tests.telegram.conftest import Chat, eventually
@@ -277,10 +278,28 @@ def test_a_digest_that_fits_is_one_part() -> None:
     assert split_digest(digest([])) == [digest([])]
 
 
+def in_full(part: Digest, text: str) -> bool:
+    """Whether ``text`` shows the part's last item whole: past 4096, render_digest
+    shortens items to their first row, last first."""
+    last = part.items[-1].signal
+    end = html.escape(last.headline or "", quote=False) + ("</s>" if last.retracted else "")
+    return text.endswith(end)
+
+
+def retract_all(part: Digest) -> Digest:
+    items = tuple(
+        replace(i, signal=i.signal.model_copy(update={"status": SignalStatus.RETRACTED}))
+        for i in part.items
+    )
+    return replace(part, items=items)
+
+
 @pytest.mark.parametrize("alphabet", ["news ", "R&D <up> ", "😀 ü "])
 def test_parts_are_full_yet_within_4096(alphabet: str) -> None:
     """Over many headline lengths some part ends right at the limit: the header must
-    be counted, and a part is closed only when the next item would not fit."""
+    be counted, and a part is closed only when the next item would not fit. Items
+    are sized as if retracted (a delivered part is edited to show that), so a part
+    is full when it would overflow with all its items struck through."""
     for length in range(0, 501, 17):
         items = [
             DigestItem(n, signal(n, headline=(alphabet * 100)[: min(length + n, 500)]), NOW)
@@ -290,13 +309,15 @@ def test_parts_are_full_yet_within_4096(alphabet: str) -> None:
         parts = split_digest(whole, timedelta(hours=12))
         assert [d for p in parts for d in p.items] == items
         for part, following in zip(parts, [*parts[1:], None], strict=True):
-            text = render_digest(part, timedelta(hours=12))
-            # Within 4096 as composed: nothing cut off by the last-resort clip.
-            assert utf16_len(text) <= MAX_TEXT and ELLIPSIS not in text, (length, part.part)
+            for shown in (part, retract_all(part)):
+                text = render_digest(shown, timedelta(hours=12))
+                # Within 4096 as composed: nothing clipped, no item shortened.
+                assert utf16_len(text) <= MAX_TEXT and ELLIPSIS not in text, (length, part.part)
+                assert in_full(shown, text), (length, part.part)
             if following is not None:  # the next item would have overflowed this part
-                fuller = replace(part, items=(*part.items, following.items[0]))
+                fuller = retract_all(replace(part, items=(*part.items, following.items[0])))
                 fuller_text = render_digest(fuller, timedelta(hours=12))
-                assert ELLIPSIS in fuller_text or utf16_len(fuller_text) > MAX_TEXT - 40
+                assert not in_full(fuller, fuller_text) or utf16_len(fuller_text) > MAX_TEXT - 40
 
 
 def test_blocks_are_packed_up_to_the_limit() -> None:
