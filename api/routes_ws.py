@@ -7,7 +7,7 @@ within AUTH_TIMEOUT) with the ``read`` scope, registers it with the
 order) and runs its :class:`api.ws_session.Session` until it ends.
 
 Client -> server: ``auth``, ``subscribe``, ``pong``, ``feedback``, ``resume``.
-Server -> client: ``welcome``, ``signal``, ``heartbeat``, ``subscribed``,
+Server -> client: ``welcome``, ``signal``, ``signal_update``, ``heartbeat``, ``subscribed``,
 ``resumed``, ``feedback_recorded``, ``error`` (:mod:`api.ws_messages`).
 """
 

@@ -75,8 +75,10 @@ class ConnectionManager:
         self._penalties: dict[Hashable, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.fanout = Fanout(ctx, self._clients)
-        #: The bus listener (``ctx.bus`` calls it once per published signal).
+        #: The bus listeners (``ctx.bus`` calls them once per published signal, and
+        #: once per correction or retraction of one).
         self.on_signal: Callable[[Signal], None] = self.fanout.on_signal
+        self.on_update: Callable[[Signal], None] = self.fanout.on_update
         self.replay = Replay(ctx)
         self.heartbeats = Heartbeats(
             self._clients,
@@ -120,7 +122,14 @@ class ConnectionManager:
         if self._unsubscribe is not None:
             return
         self.stopping = False
-        self._unsubscribe = self._ctx.bus.subscribe(self.on_signal)
+        bus = self._ctx.bus
+        unsubscribers = (bus.subscribe(self.on_signal), bus.subscribe_updates(self.on_update))
+
+        def _unsubscribe() -> None:
+            for unsubscribe in unsubscribers:
+                unsubscribe()
+
+        self._unsubscribe = _unsubscribe
         self._heartbeat = asyncio.create_task(self.heartbeats.run(), name="ws-heartbeat")
         self._checker = asyncio.create_task(self.credential_watch.run(), name="ws-credentials")
 

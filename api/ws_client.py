@@ -77,8 +77,9 @@ class Client:
         self.last_pong = time.monotonic()
         self.filter = flt
         self.matcher: CompiledFilter | None = None if flt.is_empty() else flt.compile()
-        #: While a resume runs, live signals wait here as (seq, text).
-        self.side_buffer: deque[tuple[int, str]] | None = None
+        #: While a resume runs, live messages wait here as (seq, revision, text); the
+        #: revision is 0 for a new signal, else that of a ``signal_update``.
+        self.side_buffer: deque[tuple[int, int, str]] | None = None
         self.recent_live: deque[int] = deque(maxlen=RECENT_LIVE)
         self.closing = False
         #: Set when the queue overflowed; the close follows in a task.
@@ -142,7 +143,9 @@ class Client:
                 return False
         return self.enqueue(text)
 
-    def buffer_live(self, seq: int, text: str) -> None:
+    def buffer_live(self, seq: int, text: str, update_revision: int = 0) -> None:
+        """Hold a live message while a resume runs: a new signal, or with
+        ``update_revision`` a ``signal_update`` to that revision."""
         buffer = self.side_buffer
         assert buffer is not None
         if self.dropped:
@@ -150,7 +153,7 @@ class Client:
         if len(buffer) >= self.capacity:
             self._on_overflow(self)
             return
-        buffer.append((seq, text))
+        buffer.append((seq, update_revision, text))
 
     async def put(self, text: str) -> None:
         """Queue ``text``, waiting for room (replays); raises ClientGone when closed.

@@ -9,6 +9,14 @@ to its socket when nothing is queued ahead and the socket takes it
 middle of a resume gets it in its side buffer (:mod:`api.ws_resume`). Nothing in
 the broadcast awaits, so no client can delay another. The same flush then writes
 what every client has queued (:meth:`api.ws_client.Client.flush`).
+
+An update (:meth:`Fanout.on_update`: a signal the bus carried before, corrected or
+retracted) goes the same way, in bus order with the signals, as a
+``signal_update`` to every client whose filter matches the signal as it is now.
+It is not a new signal: it is not counted as received, not remembered as sent
+live, and moves no resume cursor. The messages are built per (signal, kind), from
+the signal object the bus carries: a revision is another object, never a cached
+form of the seq.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from api.fastsend import text_frame
 from api.ws_client import Client
-from api.ws_messages import signal_message
+from api.ws_messages import signal_message, update_message
 from domain.signals import Signal
 
 if TYPE_CHECKING:
@@ -33,7 +41,8 @@ class Fanout:
         self._ctx = ctx
         self._clients = clients
         self._ready_clients: list[Client] = []
-        self._broadcasts: list[Signal] = []
+        #: (signal, whether it is an update), in bus order.
+        self._broadcasts: list[tuple[Signal, bool]] = []
         self._flush_scheduled = False
 
     def ready(self, client: Client) -> None:
@@ -45,7 +54,14 @@ class Fanout:
         """Bus listener: note the signal; it is fanned out on this loop turn's flush."""
         if not self._clients:
             return
-        self._broadcasts.append(signal)
+        self._broadcasts.append((signal, False))
+        self._schedule_flush()
+
+    def on_update(self, signal: Signal) -> None:
+        """Bus update listener: a correction or retraction, fanned out likewise."""
+        if not self._clients:
+            return
+        self._broadcasts.append((signal, True))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -58,8 +74,11 @@ class Fanout:
         try:
             while self._broadcasts or self._ready_clients:
                 broadcasts, self._broadcasts = self._broadcasts, []
-                for signal in broadcasts:
-                    self._broadcast(signal)
+                for signal, update in broadcasts:
+                    if update:
+                        self._broadcast_update(signal)
+                    else:
+                        self._broadcast(signal)
                 ready, self._ready_clients = self._ready_clients, []
                 for client in ready:
                     client.flush()
@@ -87,3 +106,20 @@ class Fanout:
                 sent += 1
         if sent:
             self._ctx.metrics.ws_messages_sent.labels(type="signal").inc(sent)
+
+    def _broadcast_update(self, signal: Signal) -> None:
+        """A ``signal_update`` to every matching client, framed once; never awaits."""
+        text = update_message(signal)
+        frame = text_frame(text.encode())
+        seq = signal.seq or 0
+        sent = 0
+        for client in list(self._clients.values()):
+            matcher = client.matcher
+            if matcher is not None and not matcher(signal):
+                continue
+            if client.side_buffer is not None:
+                client.buffer_live(seq, text, signal.revision)
+            elif client.offer(text, frame):
+                sent += 1
+        if sent:
+            self._ctx.metrics.ws_messages_sent.labels(type="signal_update").inc(sent)

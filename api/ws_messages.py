@@ -1,8 +1,11 @@
 """The stream's wire vocabulary: its close codes and the messages the server sends.
 
 The shapes are the design document's (``welcome``, ``signal``, ``heartbeat``,
-``subscribed``, ``resumed``, ``feedback_recorded``, ``error``); every message is
-compact JSON without ASCII escaping, serialized by :func:`dumps`.
+``subscribed``, ``resumed``, ``feedback_recorded``, ``error``), and
+``signal_update``: a signal already sent, corrected or retracted by its producer,
+its ``data`` the same shape as ``signal``'s (``status`` and ``revision`` say what
+changed). Every message is compact JSON without ASCII escaping, serialized by
+:func:`dumps`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ def dumps(payload: dict[str, Any]) -> str:
 
 def signal_message(signal: Signal) -> str:
     return dumps({"type": "signal", "data": signal.to_public()})
+
+
+def update_message(signal: Signal) -> str:
+    """A correction or retraction of a signal (``revision`` > 0), as it is now."""
+    return dumps({"type": "signal_update", "data": signal.to_public()})
 
 
 def error(message: str) -> dict[str, Any]:

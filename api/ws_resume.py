@@ -5,7 +5,10 @@ no duplicate.
 (:meth:`api.ws_client.Client.buffer_live`: the fan-out appends there instead of
 sending), replays the missed signals from the database, then drains the buffer
 skipping everything at or below the last replayed ``seq``. Signals the client
-already got live on this connection (the newest RECENT_LIVE) are skipped too. The
+already got live on this connection (the newest RECENT_LIVE) are skipped too.
+Buffered ``signal_update`` messages are sent in their place among them (they move
+no cursor), but not when the replay already sent that signal at that revision or
+later: a replay sends each signal as it is now. The
 replay reads bounded pages (REPLAY_PAGE rows, at most REPLAY_READERS pages read at
 once in the process) and yields to the loop as it goes, so a replay never holds up
 the live broadcast; it reaches at most ``limits.ws_resume_max_signals`` back.
@@ -48,6 +51,8 @@ class Replay:
         if client.side_buffer is None:
             client.side_buffer = deque()
         already_live = {s for s in client.recent_live if s > after_seq}
+        #: seq -> revision, of the revised signals the replay sent (as they are now)
+        revisions_sent: dict[int, int] = {}
         last = after_seq
         replayed = 0
         ctx = self._ctx
@@ -75,6 +80,8 @@ class Replay:
                         continue
                     await client.put(signal_message(signal))
                     ctx.receipts.note(client.user_id, seq)
+                    if signal.revision:
+                        revisions_sent[seq] = signal.revision
                     replayed += 1
                     queued += 1
                     if queued % REPLAY_YIELD_EVERY == 0:
@@ -84,7 +91,11 @@ class Replay:
                 await asyncio.sleep(0)
             buffer = client.side_buffer
             while buffer:
-                seq, text = buffer.popleft()
+                seq, revision, text = buffer.popleft()
+                if revision:  # a signal_update: sent unless the replay had it already
+                    if revisions_sent.get(seq, 0) < revision:
+                        await client.put(text)
+                    continue
                 if seq <= last or seq in already_live:
                     continue
                 await client.put(text)

@@ -1,7 +1,7 @@
 """The live feed: every stored signal, whoever published it, onto this process's bus in seq order.
 
 Signals reach a process's WebSocket clients from three places, and all of them go
-through :class:`SignalTail`, which keeps one cursor and never goes backwards:
+through :class:`SignalTail`, whose cursor never goes backwards:
 
 * this process's publisher hands over each signal it committed (:meth:`offer`),
   so the common case costs no database read;
@@ -15,6 +15,20 @@ becomes visible only after every smaller one (see
 :func:`storage.repositories.signals.insert_signal`). So when this process commits
 seq N, every smaller seq that will ever exist is already readable, and
 :meth:`offer` reads the gap below N before announcing N.
+
+Corrections and retractions (a signal's ``revision`` going up) take the same three
+ways: :meth:`offer` of the revised signal, and the revision log, read by a second
+cursor (``id > revision_cursor``, from its newest id at start) on the same wake
+and poll, after the new signals (the log is ordered the same way, see
+:func:`storage.repositories.signals.revise_signal`). They go onto the bus as updates
+(:meth:`core.bus.LiveBus.publish_update`), never before the signal they revise
+was announced; the bus drops the second sighting of one. Rows are read as they are
+now, so a signal revised before this tail announced it goes out once, as new, in
+its current state.
+
+A NOTIFY's payload is only a seq, and a revision announces the seq it revises, so
+a notification for a seq at or below the cursor may be a revision: it wakes the
+tail, unless it is the one notification of a seq this tail announced before it came.
 """
 
 from __future__ import annotations
@@ -22,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bus import LiveBus
 from domain.signals import Signal
@@ -32,6 +48,15 @@ from storage.repositories import signals as signals_repo
 log = logging.getLogger(__name__)
 
 BATCH = 500
+#: Seqs remembered, at most, as announced and not yet notified (or the reverse).
+EXPECTED_MAX = 4096
+
+
+def _remember(seqs: dict[int, None], seq: int) -> None:
+    """Add ``seq`` to an insertion-ordered set, forgetting the oldest past EXPECTED_MAX."""
+    seqs[seq] = None
+    if len(seqs) > EXPECTED_MAX:
+        del seqs[next(iter(seqs))]
 
 
 class SignalTail:
@@ -50,7 +75,12 @@ class SignalTail:
         self._fallback = fallback_poll_seconds
         self._listener = listener
         self._cursor: int | None = None
+        self._revision_cursor = 0  #: the last revision-log id read
         self._offered = 0  #: highest seq offered before start()
+        #: With a listener: seqs announced before their notification came, and seqs
+        #: notified before they were announced (each notification is matched once).
+        self._expected: dict[int, None] = {}
+        self._early: dict[int, None] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -62,9 +92,14 @@ class SignalTail:
     def cursor(self) -> int | None:
         return self._cursor
 
+    @property
+    def revision_cursor(self) -> int:
+        return self._revision_cursor
+
     async def start(self) -> None:
         async with self._db.session() as session:
             latest = await signals_repo.latest_seq(session=session)
+            self._revision_cursor = await signals_repo.latest_revision_id(session=session)
         self._cursor = max(latest, self._offered)
         self._task = asyncio.create_task(self._loop(), name="signal-tail")
 
@@ -79,15 +114,32 @@ class SignalTail:
         self._wake.set()
 
     def _notified(self, payload: str | None) -> None:
-        known = self._cursor is not None and payload is not None and payload.isdigit()
-        if known and int(payload or 0) <= (self._cursor or 0):
-            return  # this process published it and already announced it
+        cursor = self._cursor
+        if payload is None:  # reconnected: what was missed is lost, expect nothing
+            self._expected.clear()
+            self._early.clear()
+        elif cursor is not None and payload.isdigit():
+            seq = int(payload)
+            if seq > cursor:
+                _remember(self._early, seq)
+            elif seq in self._expected:
+                del self._expected[seq]
+                return  # announced already, and this is its one notification
+            # else at or below the cursor, not expected: a revision
         self._wake.set()
 
     async def offer(self, signal: Signal) -> None:
-        """Announce a signal this process has just committed. Never raises."""
+        """Announce a signal this process has just committed, or a correction or
+        retraction of one (``revision`` > 0). Never raises."""
         seq = signal.seq
         if seq is None:
+            return
+        if signal.revision > 0:
+            if self._cursor is not None and seq > self._cursor:
+                # What it revises is not announced yet: the poll reads it as it is now.
+                self._wake.set()
+            else:
+                self._bus.publish_update(signal)
             return
         if self._cursor is None:  # not started: no cursor to keep, just announce
             self._offered = max(self._offered, seq)
@@ -122,24 +174,44 @@ class SignalTail:
         if signal.seq is None or self._cursor is None or signal.seq <= self._cursor:
             return
         self._cursor = signal.seq
+        if self._listener is not None:
+            if signal.seq in self._early:
+                del self._early[signal.seq]
+            else:
+                _remember(self._expected, signal.seq)
         self._bus.publish(signal)
 
     async def poll_once(self) -> int:
-        """Announce every stored signal past the cursor; returns how many."""
+        """Announce every stored signal past the cursor, then every logged revision
+        past the revision cursor; returns how many rows were read."""
         if self._cursor is None:
             raise RuntimeError("SignalTail.start() has not been called")
         total = 0
         while True:
-            async with self._lock:
-                async with self._db.session() as session:
-                    batch = await signals_repo.list_signals(
-                        session=session, limit=BATCH, after_seq=self._cursor, ascending=True
-                    )
+            async with self._lock, self._db.session() as session:
+                batch = await signals_repo.list_signals(
+                    session=session, limit=BATCH, after_seq=self._cursor, ascending=True
+                )
                 for signal in batch:
                     self._announce(signal)
-            total += len(batch)
-            if len(batch) < BATCH:
+                revised, more = 0, len(batch) == BATCH
+                if not more:
+                    revised, more = await self._read_revisions(session)
+            total += len(batch) + revised
+            if not more:
                 return total
+
+    async def _read_revisions(self, session: AsyncSession) -> tuple[int, bool]:
+        """Announce one page of logged revisions past the revision cursor. Returns
+        (how many, whether to read on): a page full, or a revision of a signal
+        committed after the signals were read (it waits for its signal)."""
+        rows = await signals_repo.revisions_after(self._revision_cursor, BATCH, session=session)
+        for count, (log_id, signal) in enumerate(rows):
+            if signal.seq is None or self._cursor is None or signal.seq > self._cursor:
+                return count, True
+            self._revision_cursor = log_id
+            self._bus.publish_update(signal)
+        return len(rows), len(rows) == BATCH
 
     def _interval(self) -> float:
         if self._listener is not None and self._listener.connected:

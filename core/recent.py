@@ -61,6 +61,9 @@ class RecentSignals:
         self._ready = False
         self._seeding: list[Signal] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_updates: Callable[[], None] | None = None
+        #: Corrections and retractions that arrived while seeding, applied after it.
+        self._seeding_updates: list[Signal] = []
 
     @property
     def ready(self) -> bool:
@@ -84,7 +87,9 @@ class RecentSignals:
         if self._capacity <= 0 or self._unsubscribe is not None:
             return
         self._seeding = []
+        self._seeding_updates = []
         self._unsubscribe = self._bus.subscribe(self._on_signal)
+        self._unsubscribe_updates = self._bus.subscribe_updates(self._on_update)
         try:
             async with self._db.session() as session:
                 rows = await signals_repo.list_signals(session=session, limit=self._capacity)
@@ -97,11 +102,17 @@ class RecentSignals:
         self._reset(floor)
         self._extend(rows)
         self._extend(arrived)
+        updates, self._seeding_updates = self._seeding_updates, []
+        for update in updates:
+            self._replace(update)
         self._ready = True
         log.info("recent signals: %d in memory (seq %d..%d)", len(self), floor + 1, self.head)
 
     async def stop(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        unsubscribe, self._unsubscribe_updates = self._unsubscribe_updates, None
         if unsubscribe is not None:
             unsubscribe()
         self._ready = False
@@ -149,6 +160,27 @@ class RecentSignals:
             self._floor = self._seqs[excess - 1]
             del self._signals[:excess]
             del self._seqs[:excess]
+
+    def _on_update(self, signal: Signal) -> None:
+        if self._seeding is not None:
+            self._seeding_updates.append(signal)
+        elif self._unsubscribe_updates is not None:
+            self._replace(signal)
+
+    def _replace(self, signal: Signal) -> None:
+        """A corrected or retracted signal in the window takes its old state's place,
+        so REST reads served from memory never show what was withdrawn as active."""
+        seq = signal.seq
+        if seq is None:
+            return
+        i = bisect.bisect_left(self._seqs, seq)
+        if i == len(self._seqs) or self._seqs[i] != seq:
+            return  # not in the window: reads of it go to the database
+        if self._signals[i].revision > signal.revision:
+            return
+        self._signals[i] = signal
+        self._by_id[signal.signal_id] = signal
+        signal.public_json  # noqa: B018 - serialize once, as it arrives
 
     # ---- reads ------------------------------------------------------------
     def get(self, signal_id: str) -> Signal | None:

@@ -103,7 +103,7 @@ async def test_signals_published_during_the_replay_arrive_once_in_order(hub: Hub
         await _until(
             lambda: (
                 client.side_buffer is not None
-                and any(seq == signal["seq"] for seq, _ in client.side_buffer)
+                and any(seq == signal["seq"] for seq, _, _ in client.side_buffer)
             ),
             f"{signal_id} in the side buffer",
         )

@@ -23,6 +23,13 @@ async def _store_elsewhere(db: Database, name: str) -> int:
     return seq
 
 
+async def _get(db: Database, signal_id: str) -> Signal:
+    async with db.session() as session:
+        stored = await signals_repo.get_signal(signal_id, session=session)
+    assert stored is not None
+    return stored
+
+
 class FakeListener:
     """Stands in for the PostgreSQL LISTEN connection: the test fires the notification."""
 
@@ -70,7 +77,11 @@ async def test_a_notification_wakes_the_tail(any_ctx: HubContext) -> None:
     listener = FakeListener()
     # Both polls far beyond the test's wait: only a wake makes it read.
     tail = SignalTail(
-        any_ctx.db, bus, poll_seconds=3600, fallback_poll_seconds=3600, listener=listener  # type: ignore[arg-type]
+        any_ctx.db,
+        bus,
+        poll_seconds=3600,
+        fallback_poll_seconds=3600,
+        listener=listener,  # type: ignore[arg-type]
     )
     await tail.start()
     try:
@@ -79,15 +90,53 @@ async def test_a_notification_wakes_the_tail(any_ctx: HubContext) -> None:
         await wait_for(lambda: got == [seq])
         # Which notifications wake it (checked before the loop can run again):
         tail._wake.clear()
-        listener.notify(str(seq))  # one it has announced already: no read
+        # Another for a seq announced already: a correction or retraction of it.
+        listener.notify(str(seq))
+        assert tail._wake.is_set()
+        tail._wake.clear()
+        # This process's own signal, announced by its offer: its one notification
+        # reads nothing; a second one (a revision) does.
+        mine = await _store_elsewhere(any_ctx.db, "mine")
+        await tail.offer(await _get(any_ctx.db, "mine"))
+        assert got == [seq, mine]
+        listener.notify(str(mine))
         assert not tail._wake.is_set()
-        for payload in (str(seq + 1), None, "not-a-seq"):
+        listener.notify(str(mine))
+        assert tail._wake.is_set()
+        tail._wake.clear()
+        for payload in (str(mine + 1), None, "not-a-seq"):
             listener.notify(payload)
             assert tail._wake.is_set(), payload
             tail._wake.clear()
     finally:
         await tail.stop()
         await other.dispose()
+
+
+async def test_a_notification_before_the_offer_is_matched_once(ctx: HubContext) -> None:
+    """The notification of this process's own signal may come before its offer: it
+    wakes the tail (the seq is ahead), and is not expected again afterwards."""
+    listener = FakeListener()
+    tail = SignalTail(
+        ctx.db,
+        LiveBus(),
+        poll_seconds=3600,
+        fallback_poll_seconds=3600,
+        listener=listener,  # type: ignore[arg-type]
+    )
+    await tail.start()
+    try:
+        seq = await _store_elsewhere(ctx.db, "early")
+        await tail.stop()  # no loop: the test drives the wake by hand
+        listener.notify(str(seq))
+        assert tail._wake.is_set()
+        tail._wake.clear()
+        await tail.offer(await _get(ctx.db, "early"))
+        assert tail.cursor == seq
+        listener.notify(str(seq))  # not its own notification again: a revision
+        assert tail._wake.is_set()
+    finally:
+        await tail.stop()
 
 
 async def test_before_start_an_offer_is_announced_and_moves_the_start(

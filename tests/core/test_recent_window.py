@@ -169,6 +169,31 @@ async def test_window_equals_database_after_backfills_from_another_publisher(
         await stopped(here)
 
 
+async def test_window_shows_corrections_and_retractions_from_any_publisher(
+    settings_factory: Any,
+) -> None:
+    """REST reads served from memory never show a withdrawn signal as active."""
+    here = await started(await _context(settings_factory()))
+    other = await _context(settings_factory())  # another process
+    try:
+        await publish_many(here, 20)
+        await here.publisher.publish({"signal_id": "s5", "status": "retracted"})
+        await here.publisher.publish({"signal_id": "s7", "headline": "fixed here"})
+        await other.publisher.publish({"signal_id": "s9", "status": "retracted"})
+        await other.publisher.publish({"signal_id": "s11", "headline": "fixed elsewhere"})
+        await here.tail.poll_once()
+        await assert_window_matches_database(here, must_answer=50)
+        s5, s7, s9, s11 = (here.recent.get(f"s{i}") for i in (5, 7, 9, 11))
+        assert s5 is not None and s5.retracted and s5.revision == 1
+        assert s7 is not None and s7.headline == "fixed here"
+        assert s9 is not None and s9.retracted
+        assert s11 is not None and s11.headline == "fixed elsewhere"
+    finally:
+        await other.dispatcher.stop()
+        await other.db.dispose()
+        await stopped(here)
+
+
 async def test_a_window_that_cannot_answer_says_so(settings_factory: Any) -> None:
     ctx = await _context(settings_factory())
     try:
