@@ -143,3 +143,25 @@ async def test_a_real_mixture_of_lines(any_ctx: HubContext, tmp_path: Path) -> N
     assert stored["WXYZ"].signal_type == "SELL"
     by_conf = sorted(s.confidence for s in await any_ctx.services.signals.recent(100))
     assert 0.66 in by_conf and 0.4 in by_conf
+
+
+async def test_a_later_line_retracts_or_corrects_an_item(
+    any_ctx: HubContext, tmp_path: Path
+) -> None:
+    """The same item again with ``"status": "retracted"`` withdraws its signal; an item
+    carrying its own ``signal_id`` is corrected by a later line (the whole item again,
+    with the fields fixed)."""
+    path = tmp_path / "accepted_items.jsonl"
+    write(path, item(1), item(2, signal_id="cb-own-2"))
+    source = JsonlSource(path, any_ctx.db)
+    for mapped in await source():
+        await any_ctx.publisher.publish(mapped)
+    await source.commit()
+    first_id = map_item(item(1))["signal_id"]
+    write(path, item(1, status="retracted"), item(2, signal_id="cb-own-2", title="Fixed"))
+    results = [await any_ctx.publisher.publish(mapped) for mapped in await source()]
+    assert [r.revised for r in results] == [True, True]
+    retracted = await any_ctx.publisher.get(first_id)
+    assert retracted is not None and retracted.retracted
+    corrected = await any_ctx.publisher.get("cb-own-2")
+    assert corrected is not None and corrected.headline == "Fixed" and corrected.revision == 1

@@ -428,3 +428,37 @@ async def test_quiet_off_brings_what_quiet_hours_held_as_one_digest(
     assert shown.startswith("🌙 While your quiet hours were on · 2 alerts")
     assert shown.index("TSLA") < shown.index("AAPL")  # newest first
     assert digest_message.reply_markup is None
+
+
+async def test_a_retraction_edits_the_delivered_alert_through_the_outbox(
+    tg: Chat, bot: TelegramBot, ctx: HubContext, fake: FakeBotApi
+) -> None:
+    """End to end: the producer retracts a signal a chat already got; the real
+    dispatcher edits that very message (editMessageText), and sends nothing new."""
+    await tg.ask("/subscribe")
+    ctx.dispatcher.register(bot.channel)
+    await ctx.dispatcher.start()
+    before = len(fake.sent_to(1001))
+    await ctx.publisher.publish(
+        {"signal_id": "r1", "ticker": "ABCD", "confidence": 0.9, "headline": "Phase 3 met"}
+    )
+    [alert] = (await fake.wait_sent(before + 1, chat_id=1001))[before:]
+    assert "Phase 3 met" in alert.visible and alert.history == []
+
+    await ctx.publisher.publish({"signal_id": "r1", "status": "retracted"})
+
+    async def edited() -> bool:
+        message = fake.message(1001, alert.message_id)
+        return message is not None and "RETRACTED" in message.visible
+
+    await eventually(edited)
+    message = fake.message(1001, alert.message_id)
+    assert message is not None and len(message.history) == 1
+    assert "<s>" in message.text and message.reply_markup is None
+    assert len(fake.sent_to(1001)) == before + 1  # edited in place, nothing new sent
+    async with ctx.db.session() as session:
+        rows = list((await session.execute(select(Delivery))).scalars())
+    assert [(r.kind, r.status, r.message_id) for r in rows] == [
+        ("alert", "sent", str(alert.message_id)),
+        ("edit", "sent", str(alert.message_id)),
+    ]
