@@ -110,14 +110,17 @@ async def test_a_publish_only_key_never_reads_stored_signals_through_ingest(hub:
     )
     assert fresh.status_code == 201
     assert set(fresh.json()) == {"signal_id", "seq", "created"} and fresh.json()["created"]
-    # A key that may read gets the stored signal, as before.
+    # A key that may read gets the stored signal, as it is now (the producer's post
+    # above corrected it: a changed ticker and confidence are a correction).
     _reader, both = await hub.user("desk", ("read", "publish"))
     full = await hub.http.post(
         "/api/v1/signals",
         json={"signal_id": "secret-1", "ticker": "ZZZZ", "confidence": 0.1},
         headers=auth(both),
     )
-    assert full.status_code == 200 and full.json() == stored
+    current = await hub.http.get("/api/v1/signals/secret-1", headers=auth(both))
+    assert full.status_code == 200 and full.json() == current.json()
+    assert full.json()["revision"] == 1 and full.json()["headline"] == stored["headline"]
     schema = (await hub.http.get("/openapi.json")).json()
     responses = schema["paths"]["/api/v1/signals"]["post"]["responses"]
     text = json.dumps(responses)
