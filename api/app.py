@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import (
     routes_account,
     routes_admin,
+    routes_dashboard,
     routes_preview,
     routes_signals,
     routes_subscriptions,
@@ -104,6 +105,7 @@ def create_app(
         routes_preview,
         routes_subscriptions,
         routes_admin,
+        routes_dashboard,
         routes_ws,
     ):
         app.include_router(module.router)

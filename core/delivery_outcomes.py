@@ -20,6 +20,10 @@ have retaken it) is left alone: :meth:`DeliveryOutcomes.lost` logs and counts it
 * :class:`DestinationMoved` -> the subscription follows (the caller resends), or,
   when the new destination is taken, as gone;
 * :class:`PermanentError` -> ``dead``.
+
+Metrics: deliveries by state, publish -> send latency, and per signal publish -> first
+alert sent and publish -> last (:meth:`DeliveryOutcomes.observe_fan_out`, after the
+round). Log lines about one delivery carry ``delivery_id`` and ``seq`` as extras.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from core.metrics import Metrics
 from core.ratelimit import Permit, ScopedLimiter
 from core.settings import DispatcherSettings
 from storage.database import Database
-from storage.models import DeliveryStatus
+from storage.models import DeliveryKind, DeliveryStatus
 from storage.repositories import deliveries as deliveries_repo
+from storage.repositories import delivery_stats
 from storage.repositories import subscriptions as subscriptions_repo
 from storage.repositories.deliveries import Claimed
 
@@ -45,6 +50,15 @@ log = logging.getLogger(__name__)
 WallClock = Callable[[], datetime]
 #: ``random.uniform``'s signature: a factor between its two arguments.
 Jitter = Callable[[float, float], float]
+
+
+def ids(item: Claimed) -> dict[str, object]:
+    """The ``extra=`` of a log line about one delivery (JSON logs show them)."""
+    return {"delivery_id": item.delivery_id, "seq": item.signal_seq}
+
+
+def _since(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
 
 
 def describe(exc: BaseException) -> str:
@@ -76,6 +90,8 @@ class DeliveryOutcomes:
         self._jitter = jitter
         #: Subscriptions found gone this round: their other claims are skipped.
         self.gone_subscriptions: set[int] = set()
+        #: Alerts sent this round, per signal seq: (published at, last sent at).
+        self._fanned_out: dict[int, tuple[datetime, datetime]] = {}
 
     # ---- bookkeeping ----------------------------------------------------
     def lost(self, item: Claimed) -> None:
@@ -83,6 +99,7 @@ class DeliveryOutcomes:
         log.warning(
             "delivery %d: claim lost before its result was recorded (lease ran out)",
             item.delivery_id,
+            extra=ids(item),
         )
         if self._metrics is not None:
             self._metrics.claims_lost.labels(channel=self.platform).inc()
@@ -173,8 +190,46 @@ class DeliveryOutcomes:
         self._count("sent")
         if self._metrics is not None:
             self._metrics.delivery_latency.labels(channel=self.platform).observe(
-                max(0.0, (sent_at - item.created_at).total_seconds())
+                _since(item.created_at, sent_at)
             )
+            if item.kind == DeliveryKind.ALERT.value:
+                self._sent_alert(self._metrics, item, sent_at)
+
+    def _sent_alert(self, metrics: Metrics, item: Claimed, sent_at: datetime) -> None:
+        """Publish -> first alert sent, observed now (a signal's first on the platform
+        since this process started sending it); the send is kept for
+        :meth:`observe_fan_out`. An alert's row is created by the publish."""
+        seq = item.signal_seq
+        if metrics.first_sent(self.platform, seq):
+            metrics.first_delivery.labels(channel=self.platform).observe(
+                _since(item.created_at, sent_at)
+            )
+        previous = self._fanned_out.get(seq)
+        latest = sent_at if previous is None else max(previous[1], sent_at)
+        self._fanned_out[seq] = (item.created_at, latest)
+
+    async def observe_fan_out(self) -> None:
+        """After the round: publish -> last alert sent, for each signal sent this round
+        that has no alert left to go on the platform (one grouped query; alerts held
+        for a digest wait by choice and do not count). A signal whose last alerts fail
+        or expire is not observed. Never raises: a metric is not worth a round."""
+        sent, self._fanned_out = self._fanned_out, {}
+        if self._metrics is None or not sent:
+            return
+        try:
+            async with self._db.session() as session:
+                to_go = await delivery_stats.signals_with_alerts_to_go(
+                    self.platform, sent.keys(), session=session
+                )
+        except Exception as exc:
+            log.warning(
+                "%s: last-delivery times not measured (%s)", self.platform, type(exc).__name__
+            )
+            return
+        histogram = self._metrics.last_delivery.labels(channel=self.platform)
+        for seq, (published, last_sent) in sent.items():
+            if seq not in to_go:
+                histogram.observe(_since(published, last_sent))
 
     async def hold(self, items: Sequence[Claimed], until: datetime, reason: str) -> None:
         """Hold for a digest until ``until`` (quiet hours, digest period, cap)."""
@@ -209,7 +264,7 @@ class DeliveryOutcomes:
             for item in items:
                 self._metrics.deliveries.labels(channel=self.platform, state="sent").inc()
                 self._metrics.delivery_latency.labels(channel=self.platform).observe(
-                    max(0.0, (sent_at - item.created_at).total_seconds())
+                    _since(item.created_at, sent_at)
                 )
 
     async def inactive(self, item: Claimed) -> None:
@@ -240,7 +295,13 @@ class DeliveryOutcomes:
         """The platform refused the send for ``exc.retry_after`` seconds."""
         self._limiter.refund(limits, permit)
         self._limiter.block(exc.scope, exc.retry_after)
-        log.warning("%s rate limited (%s) for %.1fs", self.platform, exc.scope, exc.retry_after)
+        log.warning(
+            "%s rate limited (%s) for %.1fs",
+            self.platform,
+            exc.scope,
+            exc.retry_after,
+            extra=ids(item),
+        )
         self._count("rate_limited")
         return await self.reschedule(item, exc.retry_after, exc.reason, count_attempt=False)
 
@@ -254,6 +315,7 @@ class DeliveryOutcomes:
                 item.delivery_id,
                 attempts,
                 reason,
+                extra=ids(item),
             )
             await self._finish(item, DeliveryStatus.DEAD, reason)
             self._count("dead")
@@ -268,13 +330,20 @@ class DeliveryOutcomes:
             item.delivery_id,
             reason,
             delay,
+            extra=ids(item),
         )
         self._count("failed")
         return await self.reschedule(item, delay, reason, count_attempt=True)
 
     async def permanent(self, item: Claimed, reason: str) -> None:
         """The platform will never take this message: ``dead``."""
-        log.warning("%s delivery %d rejected: %s", self.platform, item.delivery_id, reason)
+        log.warning(
+            "%s delivery %d rejected: %s",
+            self.platform,
+            item.delivery_id,
+            reason,
+            extra=ids(item),
+        )
         await self._finish(item, DeliveryStatus.DEAD, reason)
         self._count("dead")
 
@@ -286,7 +355,7 @@ class DeliveryOutcomes:
         if not followed:
             await self.gone(item, f"moved to {new}, which is taken")
             return False
-        log.info("%s destination %s moved to %s", self.platform, old, new)
+        log.info("%s destination %s moved to %s", self.platform, old, new, extra=ids(item))
         return True
 
     async def gone(self, item: Claimed, reason: str) -> None:
@@ -296,6 +365,7 @@ class DeliveryOutcomes:
             "destination of subscription %d is gone (%s); deactivating",
             item.subscription_id,
             reason,
+            extra=ids(item),
         )
         self.gone_subscriptions.add(item.subscription_id)
         async with self._db.transaction() as session:

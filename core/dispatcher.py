@@ -309,6 +309,7 @@ class Dispatcher:
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("delivery group failed: %r", result)
+        await outcomes.observe_fan_out()
         return len(claimed)
 
     async def _recent_sends(
@@ -336,6 +337,9 @@ class Dispatcher:
             raise
         except Exception as exc:
             log.warning(
-                "no outcome hint for signal %s: %s", signal.signal_id, exc.__class__.__name__
+                "no outcome hint for signal %s: %s",
+                signal.signal_id,
+                exc.__class__.__name__,
+                extra={"signal_id": signal.signal_id, "seq": signal.seq},
             )
             return None

@@ -133,6 +133,7 @@ class Publisher:
             seq,
             count,
             elapsed * 1000,
+            extra={"signal_id": stored.signal_id, "seq": seq},
         )
         return PublishResult(stored, True, count, elapsed)
 
@@ -184,6 +185,7 @@ class Publisher:
             revision,
             edits,
             canceled,
+            extra={"signal_id": current.signal_id, "seq": seq, "revision": revision},
         )
         return PublishResult(current, False, edits, elapsed, revised=True)
 

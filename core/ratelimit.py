@@ -191,6 +191,11 @@ class ScopedLimiter:
         now = self._clock()
         return max((self._blocked.get(s, 0.0) - now for s in scopes), default=0.0)
 
+    def blocked(self) -> dict[str, float]:
+        """Every scope still blocked by a retry-after, with the seconds it has left."""
+        now = self._clock()
+        return {s: until - now for s, until in self._blocked.items() if until > now}
+
     # ---- windows ----------------------------------------------------------
     def _window(self, limit: RateLimit) -> _Window:
         key = (limit.scope, limit.max_calls, limit.period)

@@ -63,7 +63,16 @@ def build_context(settings: Settings) -> HubContext:
         # A signal published by any process wakes this process's senders at once.
         listener.add(lambda _payload: dispatcher.wake())
     publisher = Publisher(db, feed=tail, metrics=metrics, on_enqueued=dispatcher.wake)
-    services = HubServices.build(db, min_sample=settings.stats.min_sample)
+    services = HubServices.build(
+        db,
+        min_sample=settings.stats.min_sample,
+        dispatcher_settings=settings.dispatcher,
+        dispatcher=dispatcher,
+        metrics=metrics,
+        configured_platforms=[
+            name for name in ("telegram", "discord") if getattr(settings, name).enabled
+        ],
+    )
     return HubContext(
         settings=settings,
         db=db,

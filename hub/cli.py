@@ -26,6 +26,7 @@ from core.settings import Settings, load_settings
 from core.sources.loader import load_source
 from domain.errors import HubError
 from domain.signals import Signal
+from hub import cli_operator, doctor
 from hub.build import build_context, prepare_database
 
 EXIT_USAGE = 2
@@ -132,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run the configured source once and print what it would publish",
         parents=[common],
     )
+    cli_operator.add_commands(sub, common)
+    doctor.add_parser(sub, common)
     return p
 
 
@@ -338,6 +341,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 "the scheduler would wait for it to appear"
             )
         return asyncio.run(_with_context(settings, _source_run_once))
+    if cmd in cli_operator.COMMANDS:
+        return asyncio.run(_with_context(settings, lambda ctx: cli_operator.run(ctx, args)))
     raise CliError(f"unknown command {cmd}")  # pragma: no cover - argparse prevents it
 
 
@@ -384,6 +389,8 @@ async def _key(ctx: HubContext, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":  # reports a configuration that does not load itself
+        return asyncio.run(doctor.main(args))
     try:
         settings = load_settings(args.config or os.environ.get("CATALYST_CONFIG") or None)
         return _dispatch(args, settings)

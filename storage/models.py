@@ -179,6 +179,8 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_deliveries_due", "platform", "status", "next_attempt_at"),
         # A signal's deliveries, when it is corrected or retracted.
         sa.Index("ix_deliveries_signal", "signal_seq"),
+        # The operator's per-channel counts over the last hour and day.
+        sa.Index("ix_deliveries_created", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -203,6 +205,8 @@ class Delivery(SQLModel, table=True):
     batch_id: str | None = Field(default=None, max_length=32)
     #: The platform's id of the message that carried it, to edit it later.
     message_id: str | None = Field(default=None, max_length=64)
+    #: When it ended unsent (``dead``, ``expired``, ``canceled``); why is ``last_error``.
+    ended_at: datetime | None = _ts(default=None)
 
 
 class TradeOutcome(SQLModel, table=True):
@@ -261,3 +265,16 @@ class StreamReceipt(SQLModel, table=True):
     user_id: int = Field(primary_key=True, foreign_key="users.id")
     received: int = Field(default=0, sa_type=sa.BigInteger)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class AdminAction(SQLModel, table=True):
+    """What an operator did (a dead-letter retry): who, when, and on what."""
+
+    __tablename__ = "admin_actions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(default_factory=utcnow)
+    #: The admin user's name, or ``cli`` for the command line.
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

@@ -30,7 +30,13 @@ def run(
 
 
 def test_help_everywhere(tmp_path: Path) -> None:
-    for args in (["--help"], ["run", "--help"], ["key", "create", "--help"], ["publish", "--help"]):
+    for args in (
+        ["--help"],
+        ["run", "--help"],
+        ["key", "create", "--help"],
+        ["publish", "--help"],
+        ["doctor", "--help"],
+    ):
         result = run(tmp_path, *args)
         assert result.returncode == 0 and "usage: catalyst" in result.stdout
 
@@ -39,6 +45,9 @@ def test_commands_work_in_a_fresh_folder(tmp_path: Path) -> None:
     first = run(tmp_path, "db", "upgrade").stdout.strip()
     assert first.startswith("applied migration(s) 0001, 0002, 0003, 0004"), first
     assert "nothing applied" in run(tmp_path, "db", "upgrade").stdout
+    doctor = run(tmp_path, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "PASS  database" in doctor.stdout and "FAIL" not in doctor.stdout
     assert (tmp_path / "catalyst.db").exists()
 
     created = run(tmp_path, "user", "create", "alice", "--admin")

@@ -6,15 +6,19 @@ Fronts turn their inputs into these calls and show ``str(error)`` of any
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.metrics import Metrics
 from core.services.accounts import AccountService, UserRef
 from core.services.delivery_prefs import DeliveryPrefsService
 from core.services.feedback import FeedbackService, OutcomeInfo
 from core.services.memos import MemoService
+from core.services.operator import OperatorService, SenderView
 from core.services.preview import PreviewService
 from core.services.signals import SignalService
 from core.services.subscriptions import SubscriptionInfo, SubscriptionService
+from core.settings import DispatcherSettings
 from domain.outcomes import DEFAULT_MIN_SAMPLE, UserStats
 from storage.database import Database
 
@@ -24,6 +28,7 @@ __all__ = [
     "FeedbackService",
     "HubServices",
     "MemoService",
+    "OperatorService",
     "OutcomeInfo",
     "PreviewService",
     "SignalService",
@@ -43,9 +48,19 @@ class HubServices:
     memos: MemoService
     preview: PreviewService
     delivery: DeliveryPrefsService
+    operator: OperatorService
 
     @classmethod
-    def build(cls, db: Database, *, min_sample: int = DEFAULT_MIN_SAMPLE) -> HubServices:
+    def build(
+        cls,
+        db: Database,
+        *,
+        min_sample: int = DEFAULT_MIN_SAMPLE,
+        dispatcher_settings: DispatcherSettings | None = None,
+        dispatcher: SenderView | None = None,
+        metrics: Metrics | None = None,
+        configured_platforms: Sequence[str] = (),
+    ) -> HubServices:
         return cls(
             accounts=AccountService(db),
             subscriptions=SubscriptionService(db),
@@ -54,4 +69,11 @@ class HubServices:
             memos=MemoService(db),
             preview=PreviewService(db, min_sample=min_sample),
             delivery=DeliveryPrefsService(db),
+            operator=OperatorService(
+                db,
+                dispatcher_settings or DispatcherSettings(),
+                dispatcher=dispatcher,
+                metrics=metrics,
+                configured=configured_platforms,
+            ),
         )

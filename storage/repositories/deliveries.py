@@ -28,7 +28,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage.models import Delivery, DeliveryStatus, SignalRow, Subscription, UTCDateTime
+from storage.models import (
+    Delivery,
+    DeliveryStatus,
+    SignalRow,
+    Subscription,
+    UTCDateTime,
+    utcnow,
+)
 from storage.repositories._dialect import dialect_name
 
 _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value)
@@ -236,6 +243,8 @@ async def finish(
         values["sent_at"] = now
         if message_id is not None:
             values["message_id"] = message_id[:64]
+    else:
+        values["ended_at"] = now
     result = await session.execute(
         update(Delivery).where(_owned(delivery_id, token)).values(**values)
     )
@@ -286,13 +295,14 @@ async def expire_older_than(cutoff: datetime, now: datetime, *, session: AsyncSe
             claimed_until=None,
             claim_token=None,
             last_error="expired: older than TTL",
+            ended_at=now,
         )
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
 async def kill_open_for_subscription(
-    subscription_id: int, reason: str, *, session: AsyncSession
+    subscription_id: int, reason: str, *, session: AsyncSession, now: datetime | None = None
 ) -> int:
     d = Delivery.__table__  # type: ignore[attr-defined]
     result = await session.execute(
@@ -303,6 +313,7 @@ async def kill_open_for_subscription(
             claimed_until=None,
             claim_token=None,
             last_error=reason[:500],
+            ended_at=now or utcnow(),
         )
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
@@ -446,6 +457,7 @@ async def cancel_open(
             claimed_until=None,
             claim_token=None,
             last_error=reason[:500],
+            ended_at=now,
         )
     )
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]

@@ -10,6 +10,11 @@ creation and channel messages (recorded), edits of those messages (``PATCH
 message updated, 404 10008 for a message it does not hold), and returns configured
 errors (429 with ``retry_after`` and ``Via``, 403 50007, 404 10003, 5xx).
 
+Guilds added with :meth:`FakeDiscord.add_guild` answer ``GET /guilds/{id}`` (with
+the roles), ``GET /guilds/{id}/roles`` and ``GET /guilds/{id}/members/{user id}``:
+the bot is a member holding one role with the given permissions. A guild the bot
+is not in answers 403 50001 (Missing Access); another member, 404 10007.
+
 ``enforce_limits=True`` makes it enforce Discord's rate limits as sliding windows:
 50 requests per second per bot (``global_limit``) over authenticated REST calls,
 and 5 posts per 5 s per channel (``route_limit``). Channel posts carry the
@@ -48,6 +53,8 @@ TOKEN = "fake-discord-token.XYZ"
 MANAGE_CHANNELS = 1 << 4
 SEND_MESSAGES = 1 << 11
 VIEW_CHANNEL = 1 << 10
+EMBED_LINKS = 1 << 14
+ADMINISTRATOR = 1 << 3
 JSON = "application/json"
 
 BOT_USER: dict[str, Any] = {
@@ -144,6 +151,94 @@ class Edited:
     message_id: str
     payload: dict[str, Any]
     message: dict[str, Any]
+
+
+@dataclass
+class Guild:
+    """A guild the bot is in: ``@everyone`` (id = the guild's) and the bot's own role."""
+
+    guild_id: int
+    name: str
+    #: Permission bits of the bot's role, and of @everyone.
+    bot_permissions: int
+    everyone_permissions: int = 0
+    owner_id: int = 1
+
+    @property
+    def bot_role_id(self) -> int:
+        return self.guild_id + 1
+
+    def _role(self, role_id: int, name: str, permissions: int, position: int) -> dict[str, Any]:
+        role: dict[str, Any] = {
+            "id": str(role_id),
+            "name": name,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": position,
+            "permissions": str(permissions),
+            "managed": role_id != self.guild_id,
+            "mentionable": False,
+            "flags": 0,
+        }
+        if role_id != self.guild_id:
+            role["tags"] = {"bot_id": str(BOT_ID)}
+        return role
+
+    def roles(self) -> list[dict[str, Any]]:
+        return [
+            self._role(self.guild_id, "@everyone", self.everyone_permissions, 0),
+            self._role(self.bot_role_id, "catalyst-hub", self.bot_permissions, 1),
+        ]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.guild_id),
+            "name": self.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": self.roles(),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+        }
+
+    def member(self) -> dict[str, Any]:
+        return {
+            "user": BOT_USER,
+            "nick": None,
+            "avatar": None,
+            "roles": [str(self.bot_role_id)],
+            "joined_at": _now(),
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
+        }
 
 
 class _Windows:
@@ -253,6 +348,8 @@ class FakeDiscord:
         self._sessions: list[web.WebSocketResponse] = []
         self._seq: dict[int, int] = {}
         self._changed = asyncio.Event()
+        #: Guilds the bot is in, by id (:meth:`add_guild`).
+        self.guilds: dict[int, Guild] = {}
 
     # ---- lifecycle ------------------------------------------------------
     async def start(self) -> None:
@@ -305,6 +402,18 @@ class FakeDiscord:
 
     def fail_dm_open(self, user_id: int, failure: Failure, times: int = 1) -> None:
         self.failures[("dm", user_id)].extend([failure] * times)
+
+    def add_guild(
+        self,
+        guild_id: int,
+        *,
+        permissions: int = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS,
+        everyone: int = 0,
+        name: str = "Traders",
+    ) -> Guild:
+        """Put the bot in a guild, its role holding ``permissions`` (and @everyone ``everyone``)."""
+        guild = self.guilds[guild_id] = Guild(guild_id, name, permissions, everyone)
+        return guild
 
     def _failure(self, kind: str, key: int) -> Failure | None:
         queue = self.failures.get((kind, key))
@@ -422,6 +531,8 @@ class FakeDiscord:
             return self._callback(parts[2], body)
         if parts[0] == "webhooks" and len(parts) >= 3:
             return self._webhook(method, parts, body)
+        if method == "GET" and parts[0] == "guilds" and (found := self._guild(parts)) is not None:
+            return found
         if (method, path) == ("POST", "/users/@me/channels"):
             return self._open_dm(int(body["recipient_id"]))
         if method == "POST" and parts[0] == "channels" and parts[-1] == "messages":
@@ -521,6 +632,24 @@ class FakeDiscord:
             log.edits.append(body)
             return _json(self._message(channel_id, body))
         return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _guild(self, parts: list[str]) -> web.Response | None:
+        """GET /guilds/{id}, /guilds/{id}/roles, /guilds/{id}/members/{user id};
+        None for any other guild route (left unhandled)."""
+        rest = parts[2:]
+        member = len(rest) == 2 and rest[0] == "members"
+        if len(parts) < 2 or (rest not in ([], ["roles"]) and not member):
+            return None
+        guild = self.guilds.get(int(parts[1])) if parts[1].isdigit() else None
+        if guild is None:
+            return _json({"message": "Missing Access", "code": 50001}, 403)
+        if not rest:
+            return _json(guild.payload())
+        if rest == ["roles"]:
+            return _json(guild.roles())
+        if rest[1] != str(BOT_ID):
+            return _json({"message": "Unknown Member", "code": 10007}, 404)
+        return _json(guild.member())
 
     def _open_dm(self, user_id: int) -> web.Response:
         failure = self._failure("dm", user_id)

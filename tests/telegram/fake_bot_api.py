@@ -25,6 +25,9 @@ while another is still long-polling ends the earlier one with 409 Conflict
 ("terminated by other getUpdates request") and proceeds; :attr:`FakeBotApi.conflicts`
 counts those 409s. A long-poll whose client has already gone (a stopped or
 killed poller) is ended quietly instead, as nobody is there to be answered.
+
+``getWebhookInfo`` reports the webhook ``setWebhook`` stored in
+:attr:`FakeBotApi.webhook` (a test may set it directly); an empty ``url`` means none.
 """
 
 from __future__ import annotations
@@ -373,6 +376,20 @@ class FakeBotApi:
     async def _m_setwebhook(self, params: dict[str, Any]) -> Any:
         self.webhook = params
         return True
+
+    async def _m_getwebhookinfo(self, params: dict[str, Any]) -> Any:
+        """Telegram's WebhookInfo: ``url`` is empty when no webhook is set (polling)."""
+        hook = self.webhook or {}
+        info: dict[str, Any] = {
+            "url": str(hook.get("url") or ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+        if info["url"]:
+            info["max_connections"] = int(hook.get("max_connections") or 40)
+            if hook.get("allowed_updates"):
+                info["allowed_updates"] = list(hook["allowed_updates"])
+        return info
 
     def _end_long_poll(self) -> None:
         """End the getUpdates still long-polling, if any: 409 Conflict when its
