@@ -110,13 +110,21 @@ class ChannelOut(BaseModel):
     registered: bool = Field(description="A sender for it is registered in this process.")
     sending_here: bool = Field(
         description="This process runs its sender now: rate_limited and blocked_scopes "
-        "are this process's."
+        "are live; otherwise they are what the sender last reported (report_age_seconds)."
     )
     active_subscriptions: int
     last_hour: StatusCountsOut = Field(description="Outbox rows created in the last hour.")
     last_day: StatusCountsOut = Field(description="Outbox rows created in the last 24 hours.")
-    rate_limited: int = Field(description="429s (retry-after) seen by this process since start.")
+    rate_limited: int = Field(description="429s (retry-afters) its sender got in the last hour.")
+    rate_limited_day: int = Field(description="The same over the last 24 hours.")
     blocked_scopes: list[BlockedScopeOut]
+    reported_by: str | None = Field(
+        description="The sending process (host:pid) these 429s and blocks come from; "
+        "null when no sender has reported."
+    )
+    report_age_seconds: float | None = Field(
+        description="How old the sender's report is; null when live (sending_here)."
+    )
     latency: LatencyOut
     connections: int | None = Field(
         default=None, description="websocket only: open connections in this process."
@@ -135,6 +143,9 @@ class ChannelOut(BaseModel):
             last_hour=StatusCountsOut(**stats.last_hour),
             last_day=StatusCountsOut(**stats.last_day),
             rate_limited=stats.rate_limited,
+            rate_limited_day=stats.rate_limited_day,
+            reported_by=stats.reported_by,
+            report_age_seconds=stats.report_age_seconds,
             blocked_scopes=[
                 BlockedScopeOut(scope=s, seconds_left=left)
                 for s, left in stats.blocked_scopes.items()

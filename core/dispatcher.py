@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,7 @@ from domain.signals import Signal
 from storage.database import Database
 from storage.models import DeliveryKind
 from storage.repositories import deliveries as deliveries_repo
+from storage.repositories import sender_health as sender_health_repo
 from storage.repositories.deliveries import Claimed
 
 log = logging.getLogger(__name__)
@@ -211,11 +214,35 @@ class Dispatcher:
         while True:
             try:
                 await self.expire_stale()
+                await self.report_health()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("expiry sweep failed")
             await self._sleep(max(self._settings.poll_seconds * 10, 1.0))
+
+    async def report_health(self) -> None:
+        """Store, for each platform this process sends for, its 429s in the last hour
+        and day and the scopes a retry-after blocks: the operator's view reads them
+        from any process (storage/repositories/sender_health.py)."""
+        if not self._workers:
+            return
+        now = self._clock()
+        async with self._db.transaction() as session:
+            for platform in list(self._workers):
+                limiter = self._limiters[platform]
+                await sender_health_repo.report(
+                    platform,
+                    f"{socket.gethostname()}:{os.getpid()}",
+                    now,
+                    rate_limited_hour=limiter.blocks_within(3600.0),
+                    rate_limited_day=limiter.blocks_within(86_400.0),
+                    blocked_until={
+                        scope: now + timedelta(seconds=left)
+                        for scope, left in limiter.blocked().items()
+                    },
+                    session=session,
+                )
 
     async def expire_stale(self) -> int:
         now = self._clock()

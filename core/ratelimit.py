@@ -175,6 +175,8 @@ class ScopedLimiter:
     ) -> None:
         self._windows: dict[tuple[str, int, float], _Window] = {}
         self._blocked: dict[str, float] = {}
+        #: When each retry-after came (the newest 10,000), for the operator's counts.
+        self._block_times: deque[float] = deque(maxlen=10_000)
         self._margin = margin
         self._clock = clock
         self._timer = timer
@@ -182,7 +184,9 @@ class ScopedLimiter:
     # ---- retry-after ------------------------------------------------------
     def block(self, scope: str, seconds: float) -> None:
         """Nothing in ``scope`` may go out for ``seconds`` (a platform's retry-after)."""
-        until = self._clock() + seconds
+        now = self._clock()
+        self._block_times.append(now)
+        until = now + seconds
         if until > self._blocked.get(scope, 0.0):
             self._blocked[scope] = until
             # Queued waiters in that scope see the block when their timer fires.
@@ -190,6 +194,11 @@ class ScopedLimiter:
     def blocked_for(self, scopes: Sequence[str]) -> float:
         now = self._clock()
         return max((self._blocked.get(s, 0.0) - now for s in scopes), default=0.0)
+
+    def blocks_within(self, seconds: float) -> int:
+        """How many retry-afters (429s) came in the last ``seconds``."""
+        edge = self._clock() - seconds
+        return sum(1 for t in self._block_times if t > edge)
 
     def blocked(self) -> dict[str, float]:
         """Every scope still blocked by a retry-after, with the seconds it has left."""

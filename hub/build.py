@@ -68,7 +68,6 @@ def build_context(settings: Settings) -> HubContext:
         min_sample=settings.stats.min_sample,
         dispatcher_settings=settings.dispatcher,
         dispatcher=dispatcher,
-        metrics=metrics,
         configured_platforms=[
             name for name in ("telegram", "discord") if getattr(settings, name).enabled
         ],

@@ -278,3 +278,20 @@ class AdminAction(SQLModel, table=True):
     actor: str = Field(max_length=64)
     action: str = Field(max_length=32)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+class SenderHealth(SQLModel, table=True):
+    """What the process sending for a platform last reported (every few seconds):
+    its 429s and the scopes a retry-after blocks. The operator's view reads it in
+    whichever process answers (the web role is rarely the sender)."""
+
+    __tablename__ = "sender_health"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    #: ``host:pid`` of the reporting process.
+    sender: str = Field(max_length=128)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    rate_limited_hour: int = 0
+    rate_limited_day: int = 0
+    #: Scope -> ISO time (UTC) until which a retry-after blocks it.
+    blocked: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.metrics import Metrics
 from core.services.accounts import AccountService, UserRef
 from core.services.delivery_prefs import DeliveryPrefsService
 from core.services.feedback import FeedbackService, OutcomeInfo
@@ -58,7 +57,6 @@ class HubServices:
         min_sample: int = DEFAULT_MIN_SAMPLE,
         dispatcher_settings: DispatcherSettings | None = None,
         dispatcher: SenderView | None = None,
-        metrics: Metrics | None = None,
         configured_platforms: Sequence[str] = (),
     ) -> HubServices:
         return cls(
@@ -73,7 +71,6 @@ class HubServices:
                 db,
                 dispatcher_settings or DispatcherSettings(),
                 dispatcher=dispatcher,
-                metrics=metrics,
                 configured=configured_platforms,
             ),
         )

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.metrics import Metrics
 from core.services.operator_channels import ChannelStats, SenderView, StreamStats, channel_stats
 from core.settings import DispatcherSettings
 from domain.errors import InvalidInput, NotFound
@@ -68,14 +67,12 @@ class OperatorService:
         settings: DispatcherSettings,
         *,
         dispatcher: SenderView | None = None,
-        metrics: Metrics | None = None,
         configured: Sequence[str] = (),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._settings = settings
         self._dispatcher = dispatcher
-        self._metrics = metrics
         #: Chat platforms enabled in the settings: listed even before any traffic.
         self._configured = tuple(configured)
         self._clock = clock
@@ -97,7 +94,6 @@ class OperatorService:
             self._db,
             self._clock(),
             dispatcher=self._dispatcher,
-            metrics=self._metrics,
             configured=self._configured,
             stream=stream,
         )

@@ -5,24 +5,28 @@ by status created in the last hour and day (one grouped query per window), and t
 send latency of the last hour's alerts (the newest :data:`LATENCY_SAMPLES` sent at
 once; digest rows wait on purpose and are left out), p50 and p95 computed here.
 
-From this process (meaningful in the process that sends for the platform, see
-``sending_here``): the 429s seen since it started (the ``catalyst_deliveries_total``
-counter with ``state="rate_limited"``) and the scopes a platform's retry-after
-blocks right now, with the seconds left.
+From the platform's sender: the 429s (retry-afters) it got in the last hour and
+day and the scopes a retry-after blocks, with the seconds left. Live when this
+process is the sender (``sending_here``); otherwise what the sender last stored
+(``sender_health``, every few seconds, by :meth:`Dispatcher.report_health`), with
+its age: in a Procfile deployment the web role answering is not the sender.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from core.metrics import Metrics
 from core.ratelimit import ScopedLimiter
 from core.router import STREAM_PLATFORM
 from storage.database import Database
+from storage.models import SenderHealth
 from storage.repositories import operator as operator_repo
+from storage.repositories import sender_health as sender_health_repo
 
 #: Statuses counted per window, in the order shown.
 STATUSES = ("pending", "held", "sent", "failed", "expired", "dead", "canceled")
@@ -67,10 +71,16 @@ class ChannelStats:
     active_subscriptions: int
     last_hour: dict[str, int]
     last_day: dict[str, int]
-    #: 429s (retry-after) this process saw since it started.
+    #: 429s (retry-afters) its sender got in the last hour.
     rate_limited: int
-    #: Scope -> seconds its retry-after still blocks it (this process).
+    #: Scope -> seconds its retry-after still blocks it.
     blocked_scopes: dict[str, float] = field(default_factory=dict)
+    #: 429s in the last day.
+    rate_limited_day: int = 0
+    #: Which process the 429s and blocks come from (``host:pid``; this one when
+    #: ``sending_here``), and how old its report is (None: live).
+    reported_by: str | None = None
+    report_age_seconds: float | None = None
     latency_p50: float | None = None
     latency_p95: float | None = None
     latency_samples: int = 0
@@ -90,17 +100,43 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def rate_limited_counts(metrics: Metrics | None) -> dict[str, int]:
-    """Per channel, the 429s counted by ``catalyst_deliveries_total`` in this process."""
-    out: dict[str, int] = {}
-    if metrics is None:
-        return out
-    for family in metrics.deliveries.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels.get("state") == "rate_limited":
-                channel = sample.labels.get("channel", "")
-                out[channel] = out.get(channel, 0) + int(sample.value)
-    return out
+@dataclass(frozen=True, slots=True)
+class _Health:
+    hour: int = 0
+    day: int = 0
+    blocked: dict[str, float] = field(default_factory=dict)
+    sender: str | None = None
+    age: float | None = None
+
+
+def _live(dispatcher: SenderView | None, platform: str) -> _Health:
+    """This process sends for ``platform``: its limiter, as it is now."""
+    assert dispatcher is not None
+    limiter = dispatcher.limiter(platform)
+    return _Health(
+        limiter.blocks_within(HOUR.total_seconds()),
+        limiter.blocks_within(DAY.total_seconds()),
+        limiter.blocked(),
+        f"{socket.gethostname()}:{os.getpid()}",
+        None,
+    )
+
+
+def _reported(row: SenderHealth | None, now: datetime) -> _Health:
+    """Another process sends for it: what it last reported (blocks that ended since
+    are left out; its counts are as of ``age`` seconds ago)."""
+    if row is None:
+        return _Health()
+    blocked = {}
+    for scope, until in (row.blocked or {}).items():
+        try:
+            left = (datetime.fromisoformat(str(until)) - now).total_seconds()
+        except ValueError:
+            continue
+        if left > 0:
+            blocked[scope] = left
+    age = max(0.0, (now - row.updated_at).total_seconds())
+    return _Health(row.rate_limited_hour, row.rate_limited_day, blocked, row.sender, age)
 
 
 def _order(platforms: set[str]) -> list[str]:
@@ -118,7 +154,6 @@ async def channel_stats(
     now: datetime,
     *,
     dispatcher: SenderView | None,
-    metrics: Metrics | None,
     configured: Sequence[str] = (),
     stream: StreamStats | None = None,
 ) -> list[ChannelStats]:
@@ -129,25 +164,33 @@ async def channel_stats(
         hour = await operator_repo.status_counts(now - HOUR, session=session)
         day = await operator_repo.status_counts(now - DAY, session=session)
         latencies = await operator_repo.send_latencies(now - HOUR, LATENCY_SAMPLES, session=session)
+        reports = await sender_health_repo.reports(session=session)
     registered = set(dispatcher.platforms) if dispatcher is not None else set()
     platforms = (registered | set(configured) | set(subs) | set(day)) - {STREAM_PLATFORM}
-    limited = rate_limited_counts(metrics)
     out: list[ChannelStats] = []
     for platform in _order(platforms):
         here = platform in registered
         assert dispatcher is not None or not here
-        blocked = dispatcher.limiter(platform).blocked() if dispatcher and here else {}
+        sending = bool(dispatcher and here and dispatcher.sending(platform))
+        report = reports.get(platform)
+        if sending or (here and report is None):
+            health = _live(dispatcher, platform)
+        else:
+            health = _reported(report, now)
         samples = latencies.get(platform, [])
         out.append(
             ChannelStats(
                 channel=platform,
                 registered=here,
-                sending_here=bool(dispatcher and here and dispatcher.sending(platform)),
+                sending_here=sending,
                 active_subscriptions=subs.get(platform, 0),
                 last_hour=_counts(hour.get(platform)),
                 last_day=_counts(day.get(platform)),
-                rate_limited=limited.get(platform, 0),
-                blocked_scopes={s: round(left, 3) for s, left in sorted(blocked.items())},
+                rate_limited=health.hour,
+                rate_limited_day=health.day,
+                blocked_scopes={s: round(left, 3) for s, left in sorted(health.blocked.items())},
+                reported_by=health.sender,
+                report_age_seconds=health.age,
                 latency_p50=percentile(samples, 0.50),
                 latency_p95=percentile(samples, 0.95),
                 latency_samples=len(samples),

@@ -390,3 +390,28 @@ async def test_retry_skips_what_would_only_die_again(op_hub: Hub) -> None:
             {"id": other, "reason": "signal retracted"},
         ],
     }
+
+
+async def test_channels_show_the_senders_report_in_any_process(op_hub: Hub) -> None:
+    """The web role answering is not the sender: the sender stores its 429s and
+    blocked scopes (Dispatcher.report_health) and any process shows them."""
+    hub, ctx = op_hub, op_hub.ctx
+    headers = await _admin(hub)
+    await _sub(hub, "telegram", "300")
+    sender = Dispatcher(ctx.db, DispatcherSettings())
+    sender.register(_telegram(failing=set(), limited={"300"}))
+    await ctx.publisher.publish(signal("h1"))
+    await sender.run_once("telegram")  # a 429 on chat:300
+    await sender.start_platform("telegram")
+    try:
+        await sender.report_health()
+    finally:
+        await sender.stop()
+    body = (await hub.http.get("/api/v1/admin/channels", headers=headers)).json()
+    telegram = body["channels"][0]
+    assert telegram["channel"] == "telegram" and telegram["sending_here"] is False
+    assert telegram["rate_limited"] == 1 and telegram["rate_limited_day"] == 1
+    (blocked,) = telegram["blocked_scopes"]
+    assert blocked["scope"] == "chat:300" and 0 < blocked["seconds_left"] <= 30
+    assert telegram["reported_by"] and ":" in telegram["reported_by"]
+    assert 0 <= telegram["report_age_seconds"] < 60

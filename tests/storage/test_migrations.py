@@ -47,7 +47,7 @@ async def test_upgrade_creates_every_table_and_is_repeatable(any_ctx: HubContext
     } <= names
     before = await current_revision(any_ctx.db)
     assert await upgrade(any_ctx.db) == []  # a second upgrade is a no-op
-    assert await current_revision(any_ctx.db) == before == head_revision() == "0008"
+    assert await current_revision(any_ctx.db) == before == head_revision() == "0009"
 
 
 async def test_models_and_migrations_agree(any_ctx: HubContext) -> None:
