@@ -8,7 +8,8 @@ per address, the flood penalty), and composes one module per concept:
 * :mod:`api.ws_resume`: replay after a ``seq``, then live, no gap, no duplicate;
 * :mod:`api.ws_heartbeat`: heartbeats out, pongs in, silence closes 4000;
 * :mod:`api.ws_credentials`: a connection lives as long as its credential (4001);
-* :mod:`api.ws_messages`: the close codes and the server's message shapes.
+* :mod:`api.ws_messages`: the close codes and the server's message shapes;
+* :mod:`api.ws_gc`: no full garbage collection while a connect storm pours in.
 
 What a client sends is read and handled by :mod:`api.ws_session` (frames checked by
 :mod:`api.ws_frames`, messages answered by :mod:`api.ws_handlers`), for the route
@@ -32,6 +33,7 @@ from api.ratelimit import KeyedRateLimiter
 from api.ws_client import Client, ClientGone, hook_up
 from api.ws_credentials import CredentialCache, CredentialWatch
 from api.ws_fanout import Fanout
+from api.ws_gc import StormGC
 from api.ws_heartbeat import Heartbeats
 from api.ws_messages import (
     CLOSE_AUTH,
@@ -103,6 +105,8 @@ class ConnectionManager:
         self.filter_write_limiter = KeyedRateLimiter(
             self._limits.max_messages_per_client_per_sec, 1.0
         )
+        #: Postpones full garbage collections during connect storms (api.ws_gc).
+        self.storm_gc = StormGC()
         self.stopping = False
 
     # ---- lifecycle ------------------------------------------------------
@@ -136,6 +140,7 @@ class ConnectionManager:
     async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
         """Stop taking signals and close every client with ``code`` (1001: going away)."""
         self.stopping = True
+        self.storm_gc.restore()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -208,6 +213,7 @@ class ConnectionManager:
         self.credential_watch.watch(client)
         self._metrics.ws_connections.inc()
         self._metrics.ws_messages_sent.labels(type="welcome").inc()
+        self.storm_gc.connected()
 
     async def unregister(self, client: Client) -> None:
         self._forget(client)

@@ -16,7 +16,8 @@ the last welcome, then held ``--hold`` seconds answering the server's pings;
 every client the server closes meanwhile is counted with its code and reason.
 Fan-out then measures POST sent -> last of N clients for the hub, the design
 server (one key per connection: it keys connections by user) and the bare-socket
-floor, interleaved per round. ``--py-spy FILE`` records the hub process.
+floor, interleaved per round. ``--py-spy FILE`` records the hub process (with
+``--py-spy-native`` also native frames, such as the garbage collector's).
 
 The hub and its API server run in this process (uvicorn in the event loop, as
 ``catalyst run`` does). The N WebSocket clients run in a separate process that
@@ -1150,7 +1151,8 @@ async def process_bench(args: argparse.Namespace) -> None:
             "raw",
             "--rate",
             "250",
-            "--nonblocking",
+            # Native frames need the process stopped for each sample.
+            *(["--native"] if args.py_spy_native else ["--nonblocking"]),
             "--output",
             spy_out,
             stdout=subprocess.DEVNULL,
@@ -1348,6 +1350,11 @@ def main() -> None:
         "--py-spy",
         metavar="FILE",
         help="record the hub process with py-spy (collapsed stacks) into FILE",
+    )
+    parser.add_argument(
+        "--py-spy-native",
+        action="store_true",
+        help="with --py-spy: include native frames (the garbage collector, C calls)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--storm-worker", action="store_true", help=argparse.SUPPRESS)
