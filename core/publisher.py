@@ -156,6 +156,10 @@ class Publisher:
         now = datetime.now(UTC)
         async with self._db.transaction() as session:
             revision = await signals_repo.revise_signal(seq, revised, session=session)
+            if revision is None:  # retracted by another publisher since it was read
+                current = await signals_repo.get_signal(revised.signal_id, session=session)
+                assert current is not None
+                return PublishResult(current, False, 0, time.perf_counter() - started)
             canceled = 0
             if revised.retracted:
                 canceled = await deliveries_repo.cancel_open(

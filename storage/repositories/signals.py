@@ -80,9 +80,11 @@ async def insert_signal(signal: Signal, *, session: AsyncSession) -> tuple[int, 
     return int(existing.scalar_one()), False
 
 
-async def revise_signal(seq: int, signal: Signal, *, session: AsyncSession) -> int:
+async def revise_signal(seq: int, signal: Signal, *, session: AsyncSession) -> int | None:
     """Store a correction or retraction of the signal at ``seq`` (its content and
-    status become ``signal``'s) and log it for live readers. Returns the new revision.
+    status become ``signal``'s) and log it for live readers. Returns the new revision,
+    or None when the stored signal is retracted (by another publisher meanwhile):
+    retracted is final, so a correction read before it must not undo it.
 
     Like :func:`insert_signal`, the log's ids must become visible in order, so the
     same lock is held to commit on PostgreSQL."""
@@ -92,7 +94,7 @@ async def revise_signal(seq: int, signal: Signal, *, session: AsyncSession) -> i
     revision = (
         await session.execute(
             update(table)
-            .where(table.c.seq == seq)
+            .where(table.c.seq == seq, table.c.status != SignalStatus.RETRACTED.value)
             .values(
                 ticker=signal.ticker,
                 signal_type=signal.signal_type.value,
@@ -111,7 +113,9 @@ async def revise_signal(seq: int, signal: Signal, *, session: AsyncSession) -> i
             )
             .returning(table.c.revision)
         )
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if revision is None:
+        return None
     session.add(SignalRevision(signal_seq=seq, revision=int(revision)))
     await session.flush()
     return int(revision)

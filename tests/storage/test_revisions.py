@@ -162,3 +162,20 @@ async def test_bad_revisions_are_refused(any_ctx: HubContext) -> None:
         await any_ctx.publisher.publish({"signal_id": "s1", "confidence": 7})
     stored = await any_ctx.publisher.get("s1")
     assert stored is not None and stored.revision == 0 and stored.confidence == 0.8
+
+
+async def test_a_correction_read_before_a_retraction_does_not_undo_it(
+    any_ctx: HubContext,
+) -> None:
+    """Two publishers race: one retracts while the other corrects from the state it
+    read before. Retracted is final, whichever commits last."""
+    await any_ctx.publisher.publish(signal("s1"))
+    stale = await any_ctx.publisher.get("s1")
+    assert stale is not None and not stale.retracted
+    await any_ctx.publisher.publish({"signal_id": "s1", "status": "retracted"})
+    # The other publisher's correction, computed from what it read before.
+    late = await any_ctx.publisher._revise(stale, {"headline": "late fix"})
+    assert not late.revised and late.signal.retracted
+    stored = await any_ctx.publisher.get("s1")
+    assert stored is not None and stored.retracted and stored.revision == 1
+    assert stored.headline == "Test headline"
