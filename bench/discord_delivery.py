@@ -9,8 +9,9 @@ HTTP; the bot logs in over REST only, no gateway needed to deliver):
 1. One signal to ``--users`` DM users (default 300) whose DM channels are known
    (floor: N / 50 per s = 6 s).
 2. With ``--cold``, the same to users whose DM channels must first be opened: two
-   requests each (floor: 2N / 50 per s = 12 s). Known issue: this phase still
-   draws global 429s from the fake (DM opens and posts racing in discord.py).
+   requests each (floor: 2N / 50 per s = 12 s). The DM open's slot counts from the
+   open's answer (``core.ratelimit.CURRENT_PERMIT``); before that, this phase drew
+   about 200 global 429s.
 
 Baselines in the same run (``--skip-compare`` leaves them out): the same sends
 through the old fixed split (posts capped at 35/s, DM opens at 15/s, counted when

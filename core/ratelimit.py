@@ -34,6 +34,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 from core.channels import RateLimit
@@ -137,13 +138,22 @@ class Permit:
     timestamps (never another send's), so a refused send gives back its own slots.
     """
 
-    __slots__ = ("at", "refunded", "stamp", "windows")
+    __slots__ = ("answered", "at", "refunded", "stamp", "windows")
 
     def __init__(self, windows: list[_Window], at: float) -> None:
         self.windows = windows
         self.at = at
         self.stamp = at
         self.refunded = False
+        #: Settled for good (``settle(final=True)``): a later settle changes nothing.
+        self.answered = False
+
+
+#: The permit of the send under way (set by the dispatcher around ``Channel.send``):
+#: a channel whose send makes a first request of its own (Discord opens a DM, then
+#: posts) settles it as soon as that request is answered, so the slot frees one
+#: period after the platform counted it, not one period after it was queued.
+CURRENT_PERMIT: ContextVar[Permit | None] = ContextVar("catalyst_current_permit", default=None)
 
 
 @runtime_checkable
@@ -336,9 +346,17 @@ class ScopedLimiter:
             if window.waiters:
                 self._pump(window)
 
-    def settle(self, permit: Permit) -> None:
+    def settle(self, permit: Permit, *, final: bool = False) -> None:
         """The platform answered the send of ``permit`` (or gave up on it): it was
-        counted by now at the latest, so its slots free one period from now."""
+        counted by now at the latest, so its slots free one period from now.
+
+        ``final``: no later settle moves it again. A channel whose send makes a
+        request of its own first (CURRENT_PERMIT) settles that request when it is
+        answered; the dispatcher's settle when the whole send ends then changes
+        nothing."""
+        if permit.answered:
+            return
+        permit.answered = final
         now = self._clock()
         if now <= permit.stamp:
             return

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from core.channels import Alert, Channel, DestinationMoved
 from core.delivery_outcomes import DeliveryOutcomes
-from core.ratelimit import ScopedLimiter
+from core.ratelimit import CURRENT_PERMIT, ScopedLimiter
 from core.settings import DispatcherSettings
 from domain.delivery_prefs import DeliveryPrefs
 from domain.signals import Signal
@@ -96,9 +96,11 @@ async def deliver(
                 # A send never outlives its claim: past the deadline (well inside
                 # the lease) another worker could retake and resend it.
                 async with asyncio.timeout_at(rounds.deadline):
+                    current = CURRENT_PERMIT.set(permit)
                     try:
                         message_id = await send(destination)
                     finally:
+                        CURRENT_PERMIT.reset(current)
                         limiter.settle(permit)  # answered (or not): counted by now
             except DestinationMoved as exc:
                 if not await outcomes.moved(lead, destination, exc.new_destination):

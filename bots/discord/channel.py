@@ -58,7 +58,7 @@ from core.channels import (
     RetryLater,
     TransientError,
 )
-from core.ratelimit import ScopedLimiter
+from core.ratelimit import CURRENT_PERMIT, ScopedLimiter
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,12 @@ class DiscordChannel(Channel):
             opened = kind == "dm" and target not in self._dm_channels
             channel_id = await self._dm_channel(target) if kind == "dm" else target
             if opened and self._limiter is not None:
+                # The DM open was the dispatcher's request: answered now, so Discord
+                # has counted it; its slot frees a second from now, not from when it
+                # was queued (else the posts behind it land in the same window: 429).
+                opening = CURRENT_PERMIT.get()
+                if opening is not None:
+                    self._limiter.settle(opening, final=True)
                 # The dispatcher's slot went with the DM open, which left at
                 # once; the post is a second request: its own slot, as it leaves.
                 permit = await self._limiter.acquire((self._global,), first=True)

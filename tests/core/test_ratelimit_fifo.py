@@ -294,6 +294,18 @@ async def test_settle_counts_a_send_from_its_answer_even_past_its_window() -> No
     assert limiter.stamps(limit) == [3.0]
 
 
+async def test_a_final_settle_is_not_moved_by_a_later_one() -> None:
+    clock = ManualClock(0.0)
+    limiter = _limiter(clock)
+    limit = RateLimit("global", 2, 1.0)
+    permit = await limiter.acquire((limit,))
+    clock.now = 0.4
+    limiter.settle(permit, final=True)  # its request was answered at 0.4
+    clock.now = 0.9
+    limiter.settle(permit)  # the whole send ended later: changes nothing
+    assert limiter.stamps(limit) == [0.4]
+
+
 async def test_settle_does_not_count_a_refunded_send() -> None:
     clock = ManualClock(0.0)
     limiter = _limiter(clock)

@@ -6,7 +6,7 @@ import aiohttp
 
 from bots.discord.bot import DiscordBot
 from core.channels import Alert, RateLimit
-from core.ratelimit import ScopedLimiter
+from core.ratelimit import CURRENT_PERMIT, ScopedLimiter
 from domain.signals import Signal
 from tests.discord.fake_discord import TOKEN, FakeDiscord
 from tests.discord.helpers import signal_data
@@ -46,6 +46,39 @@ async def test_a_dm_open_draws_a_second_slot_from_the_same_budget(
     assert len(limiter.stamps(RateLimit("global", 50, 1.0))) == 2
     await bot.channel.send(alert(destination))  # known now: no second slot
     assert len(limiter.stamps(RateLimit("global", 50, 1.0))) == 2
+
+
+async def test_a_dm_opens_slot_counts_from_its_own_answer(
+    bot: DiscordBot, fake: FakeDiscord
+) -> None:
+    """The dispatcher's slot went with the DM open. Discord counted the open when it
+    arrived, so the slot must free one second after the open's answer: not after it
+    was queued (posts behind it would land in Discord's same window: 429s), and not
+    after the post too (a second of budget lost per open)."""
+    clock = [1.0]
+    limiter = ScopedLimiter(clock=lambda: clock[0])
+    bot.channel.attach_limiter(limiter)
+    destination = f"dm:{USER}"
+    global_limit = RateLimit("global", 50, 1.0)
+    permit = await limiter.acquire(bot.channel.limits_for(destination))
+    token = CURRENT_PERMIT.set(permit)  # as the dispatcher sets it around a send
+    try:
+        original = bot.channel._dm_channel
+
+        async def open_then_tick(user_id: int) -> int:
+            channel_id = await original(user_id)
+            clock[0] = 1.4  # the open's answer
+            return channel_id
+
+        bot.channel._dm_channel = open_then_tick  # type: ignore[method-assign]
+        await bot.channel.send(alert(destination))
+    finally:
+        CURRENT_PERMIT.reset(token)
+    clock[0] = 1.9  # the whole send ends: the dispatcher settles its permit again
+    limiter.settle(permit)
+    # The open counts from its answer (1.4), the post from when it left (1.4).
+    assert limiter.stamps(global_limit) == [1.4, 1.4]
+    assert fake.dm_opened == [USER]
 
 
 async def _post(
