@@ -150,31 +150,30 @@ async def claim_due(
     )
     if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed_ids = list(await _claim(due, lease_until, token, session=session))
-    if not claimed_ids:
+    first = await _claim(due, lease_until, token, session=session)
+    if not first:
         return []
+    claimed_ids = [delivery_id for delivery_id, _sub in first]
     # A digest goes out whole: every due held row of a subscription that has one in
     # this batch joins it (the batch limit could otherwise split a digest in two).
-    digest_subs = (
-        select(d.c.subscription_id)
-        .where(d.c.id.in_(claimed_ids), d.c.held_reason.is_not(None))
-        .distinct()
-    )
-    rest = (
-        select(d.c.id)
-        .where(
-            d.c.subscription_id.in_(digest_subs.scalar_subquery()),
-            d.c.held_reason.is_not(None),
-            d.c.status.in_(_DUE),
-            d.c.next_attempt_at <= now,
-            unclaimed,
+    # Most batches hold none: then this costs no second statement.
+    digest_subs = sorted({sub for _id, sub in first if sub is not None})
+    if digest_subs:
+        rest = (
+            select(d.c.id)
+            .where(
+                d.c.subscription_id.in_(digest_subs),
+                d.c.held_reason.is_not(None),
+                d.c.status.in_(_DUE),
+                d.c.next_attempt_at <= now,
+                unclaimed,
+            )
+            .order_by(d.c.id)
+            .limit(MAX_DIGEST_ROWS)
         )
-        .order_by(d.c.id)
-        .limit(MAX_DIGEST_ROWS)
-    )
-    if dialect_name(session) == "postgresql":
-        rest = rest.with_for_update(skip_locked=True)
-    claimed_ids += await _claim(rest, lease_until, token, session=session)
+        if dialect_name(session) == "postgresql":
+            rest = rest.with_for_update(skip_locked=True)
+        claimed_ids += [i for i, _sub in await _claim(rest, lease_until, token, session=session)]
     rows = await session.execute(
         select(
             d.c.id,
@@ -204,15 +203,19 @@ async def claim_due(
 
 async def _claim(
     ids: Any, lease_until: datetime, token: str, *, session: AsyncSession
-) -> Sequence[int]:
+) -> list[tuple[int, int | None]]:
+    """Claim the rows ``ids`` selects; (id, its subscription when the row is held
+    for a digest, else None) of each."""
     d = Delivery.__table__  # type: ignore[attr-defined]
     result = await session.execute(
         update(d)
         .where(d.c.id.in_(ids.scalar_subquery()))
         .values(claimed_until=lease_until, claim_token=token)
-        .returning(d.c.id)
+        .returning(d.c.id, d.c.subscription_id, d.c.held_reason)
     )
-    return [int(i) for i in result.scalars().all()]
+    return [
+        (int(i), int(sub) if reason is not None else None) for i, sub, reason in result.all()
+    ]
 
 
 def _owned(delivery_id: int, token: str) -> ColumnElement[bool]:

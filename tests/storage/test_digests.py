@@ -302,3 +302,20 @@ async def test_bad_settings_change_nothing(any_ctx: HubContext, line: str) -> No
     with pytest.raises(InvalidInput):
         await any_ctx.services.delivery.apply("fake", "a", line)
     assert (await any_ctx.services.delivery.get("fake", "a")).lines() == ["digest 15m"]
+
+
+async def test_a_digest_larger_than_a_claim_batch_goes_out_whole(any_ctx: HubContext) -> None:
+    """The batch limit takes 2 rows; the digest still carries all 5 held alerts."""
+    clock = ManualClock()
+    channel = RecordingChannel()
+    dispatcher = _dispatcher(any_ctx, clock, batch_size=2)
+    dispatcher.register(channel)
+    await _sub(any_ctx, "a")
+    await any_ctx.services.delivery.apply("fake", "a", _quiet_around(clock.wall()))
+    await _publish(any_ctx, "s1", "s2", "s3", "s4", "s5")
+    while await dispatcher.run_once("fake"):
+        pass  # held, two at a time
+    await clock.advance(HOUR + 60)
+    assert await dispatcher.run_once("fake") == 5
+    [digest] = channel.digests
+    assert [i.signal.signal_id for i in digest.items] == ["s5", "s4", "s3", "s2", "s1"]
